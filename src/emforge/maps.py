@@ -29,6 +29,7 @@ import io
 import logging
 import os
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,8 +182,11 @@ def crop(m: DensityMap, start_xyz, size_xyz) -> DensityMap:
 
     The box is clipped to the grid; the origin moves so world positions are unchanged.
     """
-    start = np.clip(np.asarray(start_xyz, dtype=np.int64), 0, m.shape_xyz)
-    stop = np.clip(start + np.asarray(size_xyz, dtype=np.int64), 0, m.shape_xyz)
+    start_req = np.asarray(start_xyz, dtype=np.int64)
+    # the stop comes from the requested (unclipped) start, so a box hanging over the low
+    # edge is clipped there instead of being shifted up by the overhang
+    start = np.clip(start_req, 0, m.shape_xyz)
+    stop = np.clip(start_req + np.asarray(size_xyz, dtype=np.int64), 0, m.shape_xyz)
     if np.any(stop <= start):
         raise ValueError("crop box does not overlap the map")
     data = m.data[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
@@ -270,7 +274,7 @@ def read_map(path: str | os.PathLike) -> DensityMap:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:  # zlib.error: corrupt deflate data
         raise InputError(f"cannot read map file ({exc})", path) from None
     if len(raw) < 1024:
         raise InputError(f"file is too short to hold an MRC header ({len(raw)} bytes)", path)
@@ -279,36 +283,69 @@ def read_map(path: str | os.PathLike) -> DensityMap:
     return _to_frame(header, data, path)
 
 
+class _BoundedMrcInterpreter(mrcfile.mrcinterpreter.MrcInterpreter):
+    """MrcInterpreter that never allocates more than the bytes left in its stream.
+
+    mrcfile allocates the extended header and data block sizes the header claims
+    before reading; a garbage or corrupt header can claim gigabytes (slow, or a
+    MemoryError/OverflowError instead of a clear message). Capping the request at
+    what the stream holds keeps mrcfile's own "expected N bytes but could only read
+    M" check working, since M is then always below N.
+    """
+
+    def _read_bytearray_from_stream(self, number_of_bytes):
+        stream = self._iostream
+        pos = stream.tell()
+        left = stream.seek(0, io.SEEK_END) - pos
+        stream.seek(pos)
+        n = int(number_of_bytes)
+        return super()._read_bytearray_from_stream(min(n, left) if n > 0 else n)
+
+
 def _parse_mrc(raw: bytes, path: Path):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # mrcfile reports header problems as warnings
-            with mrcfile.mrcinterpreter.MrcInterpreter(io.BytesIO(raw), permissive=False) as mrc:
-                header = mrc.header.copy()
-                data = np.asarray(mrc.data)
-    except (ValueError, RuntimeWarning, UserWarning) as exc:
-        msg = str(exc)
-        if "Map ID string" in msg:  # old CCP4 files without 'MAP ': try once more, leniently
-            return _parse_mrc_lenient(raw, path)
-        raise InputError(f"not a valid MRC/CCP4 map ({msg})", path) from None
+    """Header and data block of an MRC file held in memory.
+
+    mrcfile runs in permissive mode so that harmless header quirks of old files
+    (no 'MAP ' tag, unusual machine stamp) only log a warning; a data block that
+    does not match the header sizes, in either direction, is an error.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with _BoundedMrcInterpreter(io.BytesIO(raw), permissive=True) as mrc:
+                header = mrc.header.copy() if mrc.header is not None else None
+                data = None if mrc.data is None else np.asarray(mrc.data)
+                ext_bytes = int(mrc.header.nsymbt) if mrc.header is not None else 0
+        except (ValueError, TypeError, OSError, ArithmeticError) as exc:  # ZeroDivision: ispg 401, mz 0
+            # the warnings seen so far say what is wrong ("Map ID string not found", ...);
+            # the exception itself can be as opaque as "a bytes-like object is required"
+            detail = "; ".join([str(w.message) for w in caught] + [str(exc)])
+            raise InputError(f"not a valid MRC/CCP4 map ({detail})", path) from None
+    messages = [str(w.message) for w in caught]
+    if header is None or data is None:
+        detail = "; ".join(messages) or "header does not describe a data block"
+        raise InputError(f"not a valid MRC/CCP4 map ({detail})", path)
+    for msg in messages:
+        log.warning("%s: %s", path, msg)
+    expected = 1024 + ext_bytes + data.nbytes
+    if len(raw) != expected:
+        raise InputError(f"file size {len(raw)} bytes does not match the header "
+                         f"({expected} bytes for {int(header.nx)} x {int(header.ny)} x {int(header.nz)} "
+                         f"voxels of {data.dtype})", path)
     return header, data
-
-
-def _parse_mrc_lenient(raw: bytes, path: Path):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mrcfile.mrcinterpreter.MrcInterpreter(io.BytesIO(raw), permissive=True) as mrc:
-            if mrc.data is None:
-                raise InputError("not a valid MRC/CCP4 map (header does not match the data block)", path)
-            return mrc.header.copy(), np.asarray(mrc.data)
 
 
 def _to_frame(header, data: np.ndarray, path: Path) -> DensityMap:
     n_crs = np.array([int(header.nx), int(header.ny), int(header.nz)])
+    if np.any(n_crs < 1):  # else DensityMap raises a ValueError that does not name the file
+        raise InputError(f"header grid size nx, ny, nz = {tuple(n_crs.tolist())} is empty", path)
     if data.ndim == 2:
         data = data[np.newaxis]
+    if data.ndim == 4 and data.shape[0] == 1:  # a volume stack (ispg 401+) holding one volume
+        data = data[0]
     if data.ndim != 3 or tuple(data.shape) != tuple(n_crs[::-1]):
-        raise InputError(f"data block shape {data.shape} does not match header sizes {tuple(n_crs)}", path)
+        raise InputError(f"data block shape {data.shape} does not match header sizes "
+                         f"{tuple(n_crs.tolist())}", path)
     axis_crs = (int(header.mapc), int(header.mapr), int(header.maps))
     if sorted(axis_crs) != [1, 2, 3]:
         raise InputError(f"invalid axis order mapc/mapr/maps = {axis_crs}", path)
@@ -376,7 +413,7 @@ def write_map(path: str | os.PathLike, m: DensityMap, axis_order: str = "xyz",
 
     start_float = m.origin / m.voxel_size
     start_int = np.round(start_float)
-    if np.allclose(start_float, start_int, atol=1e-4):
+    if np.allclose(start_float, start_int, rtol=0.0, atol=1e-4):  # rtol=0: large starts stay exact
         start_xyz, header_origin = start_int.astype(np.int64), np.zeros(3)
     else:
         start_xyz, header_origin = np.zeros(3, np.int64), m.origin

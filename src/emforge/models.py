@@ -188,7 +188,9 @@ def _atomic_number(symbol: str) -> int:
 
 @lru_cache(maxsize=None)
 def _atomic_mass(symbol: str) -> float:
-    return float(gemmi.Element(symbol).weight)
+    el = gemmi.Element(symbol)
+    # gemmi gives unknown elements ("X") a weight of 1.0; the documented value is 0
+    return float(el.weight) if el.atomic_number > 0 else 0.0
 
 
 @lru_cache(maxsize=None)
@@ -208,8 +210,8 @@ def _one_letter(res_name: str) -> str:
 
 def _lookup(keys: np.ndarray, fn) -> np.ndarray:
     """Apply a scalar lookup to an array of strings through its unique values."""
-    if len(keys) == 0:
-        return np.zeros(0)
+    if len(keys) == 0:  # keep the result type of a non-empty lookup (int, float, bool or str)
+        return np.zeros(0, dtype=np.asarray([fn("")]).dtype)
     uniq, inverse = np.unique(keys, return_inverse=True)
     return np.asarray([fn(str(u)) for u in uniq])[inverse]
 
@@ -285,9 +287,13 @@ def from_gemmi(gmodel: gemmi.Model) -> AtomModel:
                 chain_id[i], het[i], res_idx[i] = ch.name, res.het_flag == "H", r
                 i += 1
             r += 1
-    return AtomModel(coords[:i], np.array(element[:i], dtype="U2"), np.array(atom_name[:i], dtype="U4"),
-                     np.array(res_name[:i], dtype="U5"), res_seq[:i], np.array(ins_code[:i], dtype="U1"),
-                     np.array(chain_id[:i], dtype="U4"), b[:i], occ[:i], het[:i], res_idx[:i])
+    # string widths are inferred, never fixed: mmCIF allows chain ids, atom names and
+    # residue names longer than the PDB columns, and a fixed "U4" silently truncated them
+    def strings(values: list[str]) -> np.ndarray:
+        return np.array(values[:i], dtype=str) if i else np.zeros(0, dtype="U1")
+
+    return AtomModel(coords[:i], strings(element), strings(atom_name), strings(res_name), res_seq[:i],
+                     strings(ins_code), strings(chain_id), b[:i], occ[:i], het[:i], res_idx[:i])
 
 
 def to_gemmi(model: AtomModel, name: str = "emforge") -> gemmi.Structure:
@@ -351,7 +357,10 @@ def write_model(path: str | os.PathLike, model: AtomModel, name: str | None = No
         text = st.make_mmcif_document().as_string()
     else:
         st.setup_cell_images()
-        text = st.make_pdb_string()
+        try:
+            text = st.make_pdb_string()
+        except RuntimeError as exc:  # e.g. "chain name too long for the PDB format": say which file
+            raise InputError(f"cannot write the PDB format ({exc}); write mmCIF (.cif) instead", path) from None
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gz":
             import gzip
@@ -364,7 +373,7 @@ def write_model(path: str | os.PathLike, model: AtomModel, name: str | None = No
 
 # -- rigid transforms and superposition -------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # generated __eq__/__hash__ would compare/hash arrays and raise
 class RigidTransform:
     """x' = R x + t, with ``rotation`` (3, 3) proper rotation and ``translation`` (3,) in Å."""
 

@@ -1,0 +1,293 @@
+"""``emforge <verb> ...``: every step by hand, outside Snakemake.
+
+Bad input ends with one line ``emforge: error: <file>: <problem>`` on stderr and
+exit code 2 (the traceback only with ``--debug``); nothing partial is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+
+import emforge
+from emforge.errors import InputError, require_positive
+
+log = logging.getLogger("emforge")
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+# -- small helpers ------------------------------------------------------------------------------
+
+class _Steps:
+    """A step counter shown as a progress bar on stderr once work exceeds two seconds."""
+
+    def __init__(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="step", delay=2.0, leave=False,
+                         disable=None, file=sys.stderr)
+
+    def step(self, what: str) -> None:
+        log.debug(what)
+        self._bar.set_postfix_str(what, refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@contextlib.contextmanager
+def _steps(total: int, desc: str) -> Iterator[_Steps]:
+    s = _Steps(total, desc)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _write_json(path: str | None, record: dict) -> None:
+    text = json.dumps(record, indent=2, sort_keys=False, default=_json_default) + "\n"
+    if path in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        from emforge.atomic import write_text_atomic
+
+        write_text_atomic(path, text)
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _print_table(record: dict, keys: Sequence[str]) -> None:
+    for key in keys:
+        value = record.get(key)
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        print(f"{key:<16} {value}")
+
+
+def _resolution(value: str) -> float:
+    try:
+        return require_positive(value, "resolution (Å)")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+def _positive(value: str) -> float:
+    try:
+        return require_positive(value, "value")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+# -- verbs --------------------------------------------------------------------------------------
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from emforge.maps import read_map, write_map
+    from emforge.models import read_model
+    from emforge.simulate import simulate_map
+
+    with _steps(3, "simulate") as steps:
+        model = read_model(args.model)
+        steps.step("model read")
+        like = read_map(args.like) if args.like else None
+        if like is not None:
+            from emforge.scores import check_overlap
+
+            check_overlap(model, like, args.like, args.model)
+        m = simulate_map(model, like, args.resolution, kernel=args.kernel,
+                         voxel_size_A=args.voxel, margin_A=args.margin)
+        steps.step("map simulated")
+        write_map(args.output, m)
+        steps.step("map written")
+    print(f"wrote {args.output}: grid {m.shape[::-1]} (x, y, z), voxel {m.voxel_size.round(3).tolist()} Å, "
+          f"kernel {args.kernel}, resolution {args.resolution:g} Å")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from emforge.atomic import atomic_path
+    from emforge.maps import read_map
+    from emforge.models import read_model
+    from emforge.scores import score_model_map
+
+    with _steps(3, "score") as steps:
+        model = read_model(args.model)
+        density_map = read_map(args.map)
+        steps.step("inputs read")
+        scores, per_residue = score_model_map(model, density_map, args.resolution, kernel=args.kernel,
+                                              mask_radius_A=args.mask_radius, map_path=args.map,
+                                              model_path=args.model)
+        steps.step("scored")
+        record = {"model": args.model, "map": args.map, **scores}
+        if args.json:
+            _write_json(args.json, record)
+        if args.per_residue:
+            with atomic_path(args.per_residue) as tmp:
+                per_residue.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+        steps.step("written")
+    if args.json != "-":
+        _print_table(record, ["cc", "cc_mask", "local_cc_mean", "mask_radius_A", "n_atoms", "n_residues"])
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from emforge.compare import compare_models
+    from emforge.models import read_model
+
+    model = read_model(args.model)
+    reference = read_model(args.reference)
+    record = {"model": args.model, "reference": args.reference,
+              **compare_models(model, reference, correspondence=args.correspondence)}
+    if args.json:
+        _write_json(args.json, record)
+    if args.json != "-":
+        _print_table(record, ["tm_score", "rmsd_A", "gdt_ts", "gdt_ha", "n_aligned", "n_reference",
+                              "correspondence"])
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from emforge.maps import write_map
+    from emforge.prepare import prepare_map
+
+    m, stats = prepare_map(args.map, args.resolution, voxel_size_A=args.voxel)
+    write_map(args.output, m)
+    if args.json:
+        _write_json(args.json, stats)
+    print(f"wrote {args.output}: grid {m.shape[::-1]} (x, y, z), voxel {m.voxel_size.round(3).tolist()} Å, "
+          f"origin {m.origin.round(2).tolist()} Å")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from emforge.atomic import atomic_path
+    from emforge.validate import validate_model
+
+    summary, per_residue = validate_model(args.model, args.map, args.resolution,
+                                          reference_path=args.reference, kernel=args.kernel,
+                                          mask_radius_A=args.mask_radius)
+    if args.json:
+        _write_json(args.json, summary)
+    if args.per_residue:
+        with atomic_path(args.per_residue) as tmp:
+            per_residue.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    if args.json != "-":
+        _print_table(summary["map_fit"], ["cc", "cc_mask", "local_cc_mean"])
+        if "reference" in summary:
+            _print_table(summary["reference"], ["tm_score", "rmsd_A", "gdt_ts", "n_aligned"])
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from emforge.simulate import KERNELS
+
+    parser = argparse.ArgumentParser(
+        prog="emforge", description="Build and refine atomic protein models in cryo-EM density maps.")
+    parser.add_argument("--version", action="version", version=f"emforge {emforge.__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = sub.add_parser("simulate", parents=[common], help="simulate a density map from a model",
+                       description="Simulate a density map from an atomic model (MRC output).")
+    p.add_argument("model", help="model file (.pdb, .cif, optionally .gz)")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="resolution in Å")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--voxel", type=_positive, help="voxel size in Å (default: resolution / 3)")
+    grid.add_argument("--like", metavar="MAP", help="simulate on the grid of this map")
+    p.add_argument("--margin", type=_positive, help="padding around the model in Å (with --voxel)")
+    p.add_argument("--kernel", choices=KERNELS, default="emrefiner",
+                   help="density kernel: emrefiner (paper 000 Eq. 4), crtasser (paper 003 Eq. 2), "
+                        "gmm (paper 001, per-atom width) [default: emrefiner]")
+    p.add_argument("-o", "--output", required=True, help="output map (.mrc, .map, .ccp4, optionally .gz)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("score", parents=[common], help="map-model correlation scores",
+                       description="Correlation of a model with a map: whole grid (cc), within a mask "
+                                   "around the model (cc_mask) and per residue (local CC, 8 Å).")
+    p.add_argument("model")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    p.add_argument("--kernel", choices=KERNELS, default="emrefiner")
+    p.add_argument("--mask-radius", type=_positive, help="mask radius in Å (default: max(3, R/2))")
+    p.add_argument("--json", metavar="OUT", help="write the scores as JSON ('-' for stdout)")
+    p.add_argument("--per-residue", metavar="TSV", help="write per-residue local CC as TSV")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compare", parents=[common], help="compare a model with a reference structure",
+                       description="TM-score, C-alpha RMSD after superposition and GDT-TS of a model "
+                                   "against a reference (normalised by the reference length).")
+    p.add_argument("model")
+    p.add_argument("reference")
+    p.add_argument("--correspondence", choices=("auto", "numbering", "alignment"), default="auto",
+                   help="pair residues by chain + number, by sequence alignment, or decide [auto]")
+    p.add_argument("--json", metavar="OUT", help="write the result as JSON ('-' for stdout)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("prepare", parents=[common], help="check a map and write it in the canonical frame",
+                       description="Read a map in any axis order, check it, optionally resample, and "
+                                   "write it with columns = X plus a statistics JSON.")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    p.add_argument("--voxel", type=_positive, help="resample to this voxel size in Å")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--json", metavar="OUT", help="write map statistics as JSON")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("validate", parents=[common], help="all validation metrics for a model",
+                       description="Map fit (cc, cc_mask, local CC) and, with --reference, TM-score, "
+                                   "RMSD and GDT-TS.")
+    p.add_argument("model")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True)
+    p.add_argument("--reference", help="reference structure for TM-score/RMSD/GDT-TS")
+    p.add_argument("--kernel", choices=KERNELS, default="emrefiner")
+    p.add_argument("--mask-radius", type=_positive)
+    p.add_argument("--json", metavar="OUT")
+    p.add_argument("--per-residue", metavar="TSV")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"emforge: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("emforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an emforge bug, not bad input: say so, keep it short
+        if args.debug:
+            raise
+        print(f"emforge: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+              "traceback and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

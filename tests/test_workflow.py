@@ -1,0 +1,272 @@
+"""End to end: run the real Snakemake workflow on a tiny real protein (crambin, 46 residues).
+
+The workflow files are copied into a temporary folder together with a dataset table of three
+datasets, and ``python -m snakemake`` runs there with 2 cores:
+
+* ``crn_self``  reference only, map simulated from it; the model IS the reference
+  -> cc of the model against its own simulated map ~ 1, TM-score 1, RMSD 0
+* ``crn_moved`` same simulated map; the model is the reference shifted by 1.5 Å
+  -> the fit drops (cc clearly below crn_self) while TM-score stays 1 after superposition
+* ``crn_map``   a map given in the table (made here with the library), no model
+  -> prepared and reported, validation skipped
+
+A second run with a truncated MRC must fail in prepare_map with the InputError message in the
+rule log and leave no output; bad tables must stop the run before any job starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+# same data folder as tests/conftest.py (EMFORGE_TEST_DATA overrides)
+CHAINS = Path(os.environ.get("EMFORGE_TEST_DATA", "/work/shared/data")) / "chains"
+CRAMBIN = CHAINS / "1crn_A.pdb.gz"
+WORKFLOW_FILES = ("Snakefile", "config", "workflow", "envs", "containers", "profiles")
+RESOLUTION_A = 5.0
+SHIFT_A = np.array([1.5, 0.0, 0.0])
+COLUMNS = ("id", "map", "resolution_A", "sequence", "model", "reference")
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("*.sif", "__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def write_datasets(path: Path, rows: list[dict]) -> None:
+    lines = ["\t".join(COLUMNS)] + ["\t".join(str(r.get(c, "")) for c in COLUMNS) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_config(path: Path, datasets: str) -> None:
+    # only what differs from config/config.yaml; the rest comes from the workflow's defaults
+    path.write_text(f"seed: 7\ndatasets: {datasets}\nsimulate:\n  voxel_size_A: 1.5\n", encoding="utf-8")
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "test_config.yaml", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def outputs_of(dataset: str, validated: bool, simulated: bool) -> list[str]:
+    files = [f"results/{dataset}/prepare/map.mrc", f"results/{dataset}/prepare/map_stats.json",
+             f"results/{dataset}/prepare/provenance.json", f"results/{dataset}/report.html",
+             f"logs/{dataset}/prepare_map.log", f"logs/{dataset}/report.log",
+             f"benchmarks/{dataset}/prepare_map.tsv", f"benchmarks/{dataset}/report.tsv"]
+    if validated:
+        files += [f"results/{dataset}/validate/scores.json", f"results/{dataset}/validate/per_residue.tsv",
+                  f"results/{dataset}/validate/provenance.json", f"logs/{dataset}/validate.log"]
+    if simulated:
+        files += [f"results/{dataset}/simulate/map.mrc", f"results/{dataset}/simulate/provenance.json",
+                  f"logs/{dataset}/simulate_map.log"]
+    return files
+
+
+@pytest.fixture(scope="module")
+def crambin():
+    if not CRAMBIN.is_file():
+        pytest.skip(f"shared test data not available: {CRAMBIN} (set EMFORGE_TEST_DATA to the data folder)")
+    from emforge.models import read_model
+
+    return read_model(CRAMBIN)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, crambin):
+    """The workflow run on the three good datasets (once per module)."""
+    from emforge.maps import write_map
+    from emforge.models import write_model
+    from emforge.simulate import simulate_map
+
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    data = work / "data"
+    data.mkdir()
+    shutil.copy2(CRAMBIN, data / "1crn_A.pdb.gz")
+    write_model(data / "1crn_A_moved.cif", crambin.with_coords(crambin.coords + SHIFT_A))
+    write_map(data / "1crn_A_given.mrc", simulate_map(crambin, None, RESOLUTION_A, voxel_size_A=2.0))
+    (data / "1crn_A.fasta").write_text(">1crn_A\n" + crambin.sequences()["A"] + "\n", encoding="utf-8")
+    write_datasets(work / "test_datasets.tsv", [
+        {"id": "crn_self", "resolution_A": RESOLUTION_A, "sequence": "data/1crn_A.fasta",
+         "model": "data/1crn_A.pdb.gz", "reference": "data/1crn_A.pdb.gz"},
+        {"id": "crn_moved", "resolution_A": RESOLUTION_A, "model": "data/1crn_A_moved.cif",
+         "reference": "data/1crn_A.pdb.gz"},
+        {"id": "crn_map", "map": "data/1crn_A_given.mrc", "resolution_A": RESOLUTION_A},
+    ])
+    write_config(work / "test_config.yaml", "test_datasets.tsv")
+    proc = snakemake(work)
+    assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    return work, proc
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_all_outputs_exist(run):
+    work, _ = run
+    expected = (outputs_of("crn_self", True, True) + outputs_of("crn_moved", True, True)
+                + outputs_of("crn_map", False, False))
+    missing = [f for f in expected if not (work / f).is_file()]
+    assert not missing, f"missing outputs: {missing}"
+    assert not (work / "results/crn_map/validate").exists()
+    assert not (work / "results/crn_map/simulate").exists()
+    leftovers = [p for p in (work / "results").rglob(".*") if p.is_file()]
+    assert not leftovers, f"temporary files left: {leftovers}"
+
+
+def test_model_equal_to_reference_scores_perfectly(run):
+    work, _ = run
+    s = load_json(work / "results/crn_self/validate/scores.json")
+    fit, ref = s["map_fit"], s["reference"]
+    assert s["dataset"] == "crn_self"
+    # the model simulated with the same kernel on the same grid reproduces the map
+    assert fit["cc"] > 0.99
+    assert fit["cc_mask"] > 0.99
+    assert fit["local_cc_median"] > 0.99
+    assert fit["n_residues"] == 46 and fit["resolution_A"] == RESOLUTION_A
+    assert ref["tm_score"] == pytest.approx(1.0, abs=1e-6)
+    assert ref["rmsd_A"] == pytest.approx(0.0, abs=1e-3)
+    assert ref["gdt_ts"] == pytest.approx(1.0, abs=1e-6)
+    assert ref["n_aligned"] == 46
+
+
+def test_shifted_model_fits_worse(run):
+    work, _ = run
+    self_fit = load_json(work / "results/crn_self/validate/scores.json")["map_fit"]
+    moved = load_json(work / "results/crn_moved/validate/scores.json")
+    # a 1.5 Å shift at 5 Å resolution: clearly worse but still correlated
+    assert 0.3 < moved["map_fit"]["cc"] < self_fit["cc"] - 0.02
+    assert moved["map_fit"]["cc_mask"] < self_fit["cc_mask"] - 0.02
+    # rigid shift: identical after superposition
+    assert moved["reference"]["tm_score"] == pytest.approx(1.0, abs=1e-6)
+    assert moved["reference"]["rmsd_A"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_per_residue_table(run):
+    from emforge.report import read_per_residue
+
+    work, _ = run
+    table = read_per_residue(work / "results/crn_self/validate/per_residue.tsv")
+    assert list(table.columns) == ["chain_id", "res_seq", "ins_code", "res_name", "local_cc", "n_points"]
+    assert len(table) == 46 and set(table["chain_id"]) == {"A"}
+    assert table["res_seq"].tolist() == list(range(1, 47))
+    assert (table["local_cc"] > 0.95).all()
+
+
+def test_simulated_map_and_prepare_stats(run, crambin):
+    from emforge.maps import read_map
+
+    work, _ = run
+    sim = read_map(work / "results/crn_self/simulate/map.mrc")
+    prepared = read_map(work / "results/crn_self/prepare/map.mrc")
+    np.testing.assert_allclose(sim.voxel_size, 1.5)  # the config section reached the rule
+    assert prepared.same_grid(sim)
+    np.testing.assert_allclose(prepared.data, sim.data)
+    assert sim.contains(crambin.coords).all()
+    stats = load_json(work / "results/crn_self/prepare/map_stats.json")
+    assert stats["resolution_A"] == RESOLUTION_A
+    assert stats["shape_zyx"] == list(sim.shape)
+    assert stats["mean"] == pytest.approx(float(sim.data.mean(dtype=np.float64)), rel=1e-5)
+    # expected mass from the model's atoms (1crn has no hydrogens): sum of element masses
+    assert stats["expected_mass_Da"] == pytest.approx(float(crambin.mass.sum()), rel=1e-9)
+    given = load_json(work / "results/crn_map/prepare/map_stats.json")
+    assert given["voxel_size_A"] == [2.0, 2.0, 2.0] and "expected_mass_Da" not in given
+
+
+def test_provenance_records(run):
+    work, _ = run
+    prov = load_json(work / "results/crn_self/simulate/provenance.json")
+    assert prov["step"] == "simulate_map" and prov["seed"] == 7
+    assert prov["parameters"]["kernel"] == "emrefiner" and prov["parameters"]["voxel_size_A"] == 1.5
+    assert len(prov["inputs"]["reference"]["sha256"]) == 64
+    val = load_json(work / "results/crn_moved/validate/provenance.json")
+    assert set(val["inputs"]) == {"model", "map", "reference"}
+
+
+def test_reports(run):
+    work, _ = run
+    html_self = (work / "results/crn_self/report.html").read_text(encoding="utf-8")
+    scores = load_json(work / "results/crn_self/validate/scores.json")
+    assert f'data-key="map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
+    assert 'data-key="reference.tm_score"' in html_self
+    assert html_self.count("data:image/png;base64,") == 2
+    html_map = (work / "results/crn_map/report.html").read_text(encoding="utf-8")
+    assert "validation was skipped" in html_map and html_map.count("data:image/png;base64,") == 1
+
+
+def test_rerun_is_a_no_op(run):
+    work, _ = run
+    proc = snakemake(work, "-n")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_truncated_map_fails_cleanly(tmp_path, crambin):
+    from emforge.errors import InputError
+    from emforge.maps import read_map, write_map
+    from emforge.simulate import simulate_map
+
+    work = copy_workflow(tmp_path / "bad")
+    good = write_map(work / "good.mrc", simulate_map(crambin, None, RESOLUTION_A, voxel_size_A=2.0))
+    raw = good.read_bytes()
+    (work / "truncated.mrc").write_bytes(raw[: 1024 + (len(raw) - 1024) // 2])
+    with pytest.raises(InputError) as expected:
+        read_map(work / "truncated.mrc")
+    write_datasets(work / "test_datasets.tsv", [
+        {"id": "bad", "map": "truncated.mrc", "resolution_A": RESOLUTION_A}])
+    write_config(work / "test_config.yaml", "test_datasets.tsv")
+
+    proc = snakemake(work, timeout=300)
+    assert proc.returncode != 0
+    log = (work / "logs/bad/prepare_map.log").read_text(encoding="utf-8")
+    # the rule reads the table's relative path: same message, same file
+    line = f"bad input: truncated.mrc: {expected.value.problem}"
+    assert expected.value.problem.startswith("not a valid MRC/CCP4 map")
+    assert line in log
+    assert "Traceback" not in log
+    assert line in proc.stdout + proc.stderr
+    results = work / "results"
+    assert not results.exists() or not [p for p in results.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"id": "x", "map": "absent.mrc", "resolution_A": 5.0}, "dataset 'x': map file 'absent.mrc' does not exist"),
+    ({"id": "has space", "reference": "ref.pdb.gz", "resolution_A": 5.0}, "does not match"),
+    ({"id": "x", "reference": "ref.pdb.gz", "resolution_A": -1}, "less than or equal to the minimum"),
+    ({"id": "x", "resolution_A": 5.0}, "is not valid under any of the given schemas"),
+])
+def test_bad_dataset_table_stops_before_any_job(tmp_path, row, message):
+    if not CRAMBIN.is_file():
+        pytest.skip(f"shared test data not available: {CRAMBIN} (set EMFORGE_TEST_DATA to the data folder)")
+    work = copy_workflow(tmp_path / "table")
+    shutil.copy2(CRAMBIN, work / "ref.pdb.gz")
+    write_datasets(work / "test_datasets.tsv", [row])
+    write_config(work / "test_config.yaml", "test_datasets.tsv")
+    proc = snakemake(work, "-n", timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (work / "results").exists()
+
+
+def test_bad_config_value_is_rejected(tmp_path):
+    work = copy_workflow(tmp_path / "config")
+    (work / "test_config.yaml").write_text("validate:\n  kernel: gaussian\n", encoding="utf-8")
+    proc = snakemake(work, "-n", timeout=120)
+    assert proc.returncode != 0
+    assert "'gaussian' is not one of ['emrefiner', 'crtasser', 'gmm']" in proc.stdout + proc.stderr

@@ -1,0 +1,161 @@
+# Shared by every step: the dataset table, wildcard constraints, input functions, environments.
+#
+# Paths in the dataset table are relative to the working directory (where snakemake runs).
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# -- dataset table --------------------------------------------------------------------------------
+
+DATASET_PATH_COLUMNS = ("map", "sequence", "model", "reference")
+
+
+def _number_or_text(value):
+    """Float for numeric cells (so the schema can check them), the text itself otherwise."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load_datasets(path):
+    """Read, validate and check the dataset table; returns a DataFrame indexed by id."""
+    if not Path(path).is_file():
+        raise WorkflowError(
+            f"dataset table {path} not found (config key 'datasets'; "
+            f"relative to the working directory {Path.cwd()})"
+        )
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#", skip_blank_lines=True)
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in ("id", "resolution_A") if c not in table.columns]
+    if missing:
+        raise WorkflowError(
+            f"dataset table {path} lacks the column(s) {', '.join(missing)}"
+        )
+    if table.empty:
+        raise WorkflowError(f"dataset table {path} has no rows")
+    for column in table.columns:
+        table[column] = table[column].str.strip()
+    table["resolution_A"] = table["resolution_A"].map(_number_or_text)
+    validate(table, schema="../../config/schemas/datasets.schema.yaml")
+    duplicated = sorted(set(table.loc[table["id"].duplicated(), "id"]))
+    if duplicated:
+        raise WorkflowError(
+            f"dataset table {path}: duplicated id(s) {', '.join(duplicated)}"
+        )
+    for column in DATASET_PATH_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    text_columns = [c for c in table.columns if c != "resolution_A"]
+    table[text_columns] = table[text_columns].fillna("")
+    table["resolution_A"] = table["resolution_A"].astype(float)
+    for row in table.itertuples(index=False):
+        for column in DATASET_PATH_COLUMNS:
+            file = getattr(row, column)
+            if file and not Path(file).is_file():
+                raise WorkflowError(
+                    f"dataset '{row.id}': {column} file '{file}' does not exist "
+                    f"(paths in {path} are relative to the working directory {Path.cwd()})"
+                )
+    return table.set_index("id", drop=False)
+
+
+DATASETS = load_datasets(config["datasets"])
+
+
+# -- wildcard constraints -------------------------------------------------------------------------
+
+
+wildcard_constraints:
+    dataset="|".join(re.escape(i) for i in DATASETS.index),
+
+
+# -- software environments ------------------------------------------------------------------------
+# Conda env files are named relative to the step files (../../envs/*.yaml). The container is the
+# Apptainer image built from containers/core.def (see containers/README.md), resolved against the
+# workflow directory so that the working directory does not matter.
+
+CORE_CONTAINER = str(Path(workflow.basedir) / "containers" / "core.sif")
+
+
+# -- helpers and input functions ------------------------------------------------------------------
+
+
+def dataset(wildcards):
+    """The dataset table row of ``wildcards.dataset``."""
+    return DATASETS.loc[wildcards.dataset]
+
+
+def has_model(dataset_id):
+    return bool(DATASETS.loc[dataset_id, "model"])
+
+
+def get_resolution(wildcards):
+    return float(dataset(wildcards)["resolution_A"])
+
+
+def get_reference(wildcards):
+    """Reference model of a dataset (required: only asked for where it exists)."""
+    reference = dataset(wildcards)["reference"]
+    if not reference:
+        raise WorkflowError(f"dataset '{wildcards.dataset}' has no reference model")
+    return reference
+
+
+def get_optional_reference(wildcards):
+    """Reference model if the dataset has one, else nothing."""
+    reference = dataset(wildcards)["reference"]
+    return [reference] if reference else []
+
+
+def get_simulation_source(wildcards):
+    """The reference of a dataset whose map is to be simulated."""
+    if dataset(wildcards)["map"]:
+        raise WorkflowError(
+            f"dataset '{wildcards.dataset}' has a map; nothing to simulate"
+        )
+    return get_reference(wildcards)
+
+
+def get_raw_map(wildcards):
+    """The dataset's own map, or the map simulated from its reference when it has none."""
+    row = dataset(wildcards)
+    return row["map"] if row["map"] else f"results/{wildcards.dataset}/simulate/map.mrc"
+
+
+def get_mass_source(wildcards):
+    """Model whose mass sets the volume-based contour estimate: the model, else the reference."""
+    row = dataset(wildcards)
+    return (
+        [row["model"]]
+        if row["model"]
+        else ([row["reference"]] if row["reference"] else [])
+    )
+
+
+def get_model(wildcards):
+    model = dataset(wildcards)["model"]
+    if not model:
+        raise WorkflowError(f"dataset '{wildcards.dataset}' has no model to validate")
+    return model
+
+
+def get_validation(wildcards):
+    """Validation outputs for the report, when the dataset has a model."""
+    if not has_model(wildcards.dataset):
+        return {}
+    return {
+        "scores": f"results/{wildcards.dataset}/validate/scores.json",
+        "per_residue": f"results/{wildcards.dataset}/validate/per_residue.tsv",
+    }
+
+
+def all_reports():
+    return expand("results/{dataset}/report.html", dataset=DATASETS.index)
