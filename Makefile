@@ -29,8 +29,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+# profiles/default is picked up by Snakemake itself as the workflow profile
 demo: $(VENV)/.installed
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES)
 	@echo "report: results/demo/report.html"
 
 test: $(VENV)/.installed-dev
@@ -44,6 +45,7 @@ test-fast: $(VENV)/.installed-dev
 	.venv-bench/bin/pip install "torch==2.13.0"
 	.venv-bench/bin/pip install -e .
 	.venv-bench/bin/pip install -r benchmarks/requirements-peers.txt
+	.venv-bench/bin/pip install --no-deps biotempy==2.1.2
 	touch $@
 
 bench-env: .venv-bench/.installed

@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 from emforge.errors import InputError
 from emforge.maps import DensityMap
 from emforge.models import read_model
-from emforge.scores import (local_cc_per_residue, model_mask, pearson_cc, score_model_map)
+from emforge.scores import local_cc_per_residue, model_mask, pearson_cc, score_model_map
 from emforge.simulate import simulate_map
 
 

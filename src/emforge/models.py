@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import gemmi
@@ -181,25 +181,25 @@ def _replace(m: AtomModel, **changes) -> AtomModel:
 
 # -- element and residue tables (gemmi's, cached per unique name) ------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _atomic_number(symbol: str) -> int:
     return int(gemmi.Element(symbol).atomic_number)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _atomic_mass(symbol: str) -> float:
     el = gemmi.Element(symbol)
     # gemmi gives unknown elements ("X") a weight of 1.0; the documented value is 0
     return float(el.weight) if el.atomic_number > 0 else 0.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_amino_acid(res_name: str) -> bool:
     info = gemmi.find_tabulated_residue(res_name)
     return bool(info is not None and info.is_amino_acid())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _one_letter(res_name: str) -> str:
     info = gemmi.find_tabulated_residue(res_name)
     if info is None or not info.is_amino_acid():

@@ -42,7 +42,7 @@ def provenance_record(step: str, parameters: dict | None = None, inputs: dict | 
         "python": sys.version.split()[0],
         "numpy": numpy.__version__,
         "platform": platform.platform(),
-        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "device": device,
         "parameters": parameters or {},

@@ -272,7 +272,8 @@ def build_dataset_report(dataset_id: str, scores: Mapping | None, per_residue: p
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     heading = title or f"emforge report: {dataset_id}"
     parts.append(f"<h1>{_esc(heading)}</h1>")
-    parts.append(f'<p class="meta">dataset <code data-key="dataset" data-value="{_esc(dataset_id)}">{_esc(dataset_id)}</code> · '
+    dataset_code = f'<code data-key="dataset" data-value="{_esc(dataset_id)}">{_esc(dataset_id)}</code>'
+    parts.append(f'<p class="meta">dataset {dataset_code} · '
                  f"emforge {_esc(emforge.__version__)} · {_esc(now)}</p>")
 
     cards = []
