@@ -39,6 +39,7 @@ from scipy import ndimage
 
 from emforge.atomic import atomic_path
 from emforge.errors import InputError, require_positive
+from emforge.fileformats import check_file_type, format_suffix
 
 log = logging.getLogger(__name__)
 
@@ -243,16 +244,9 @@ def normalise(m: DensityMap) -> DensityMap:
 
 # -- MRC / CCP4 input and output ----------------------------------------------------------------
 
-def _map_suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else ""
-
-
 def is_map_path(path: str | os.PathLike) -> bool:
     """True when the file name has a map suffix (.mrc, .map, .ccp4, .mrcs, optionally .gz)."""
-    return _map_suffix(Path(path)) in MAP_SUFFIXES
+    return format_suffix(path) in MAP_SUFFIXES
 
 
 def read_map(path: str | os.PathLike) -> DensityMap:
@@ -265,9 +259,7 @@ def read_map(path: str | os.PathLike) -> DensityMap:
         unsupported data mode, or non-finite values.
     """
     path = Path(path)
-    if not is_map_path(path):
-        raise InputError(f"unknown map file type {''.join(path.suffixes) or '(none)'}; "
-                         f"expected one of {', '.join(MAP_SUFFIXES)} (optionally .gz)", path)
+    check_file_type(path, MAP_SUFFIXES, "map")
     if not path.is_file():
         raise InputError("map file not found", path)
     try:
@@ -398,9 +390,7 @@ def write_map(path: str | os.PathLike, m: DensityMap, axis_order: str = "xyz",
         or any permutation such as ``"zxy"``; every order reads back identically.
     """
     path = Path(path)
-    if not is_map_path(path):
-        raise InputError(f"unknown map file type {''.join(path.suffixes) or '(none)'}; "
-                         f"expected one of {', '.join(MAP_SUFFIXES)} (optionally .gz)", path)
+    check_file_type(path, MAP_SUFFIXES, "map")
     if axis_order not in _AXIS_ORDERS:
         raise ValueError(f"axis_order must be one of {sorted(_AXIS_ORDERS)}, got {axis_order!r}")
     axis_crs = _AXIS_ORDERS[axis_order]

@@ -20,6 +20,7 @@ import numpy as np
 
 from emforge.atomic import atomic_path
 from emforge.errors import InputError
+from emforge.fileformats import check_file_type, format_suffix
 
 log = logging.getLogger(__name__)
 
@@ -218,23 +219,15 @@ def _lookup(keys: np.ndarray, fn) -> np.ndarray:
 
 # -- reading and writing ----------------------------------------------------------------------
 
-def _model_suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else ""
-
-
 def is_model_path(path: str | os.PathLike) -> bool:
-    return _model_suffix(Path(path)) in MODEL_SUFFIXES
+    """True when the file name has a model suffix (.pdb, .ent, .cif, .mmcif, optionally .gz)."""
+    return format_suffix(path) in MODEL_SUFFIXES
 
 
 def read_structure(path: str | os.PathLike) -> gemmi.Structure:
     """Read a PDB/mmCIF file (optionally .gz) with gemmi, raising :class:`InputError` on failure."""
     path = Path(path)
-    if not is_model_path(path):
-        raise InputError(f"unknown model file type {''.join(path.suffixes) or '(none)'}; "
-                         f"expected one of {', '.join(MODEL_SUFFIXES)} (optionally .gz)", path)
+    check_file_type(path, MODEL_SUFFIXES, "model")
     if not path.is_file():
         raise InputError("model file not found", path)
     try:
@@ -348,10 +341,7 @@ def _gemmi_model_takes_int() -> bool:
 def write_model(path: str | os.PathLike, model: AtomModel, name: str | None = None) -> Path:
     """Write ``model`` as mmCIF (``.cif``/``.mmcif``) or PDB (``.pdb``/``.ent``), optionally ``.gz``, atomically."""
     path = Path(path)
-    suffix = _model_suffix(path)
-    if suffix not in MODEL_SUFFIXES:
-        raise InputError(f"unknown model file type {''.join(path.suffixes) or '(none)'}; "
-                         f"expected one of {', '.join(MODEL_SUFFIXES)} (optionally .gz)", path)
+    suffix = check_file_type(path, MODEL_SUFFIXES, "model")
     st = to_gemmi(model, name or path.name.split(".")[0])
     if suffix in (".cif", ".mmcif"):
         text = st.make_mmcif_document().as_string()
