@@ -29,4 +29,5 @@ localrules:
 rule all:
     input:
         all_reports(),
+        "results/summary.html",
     default_target: True

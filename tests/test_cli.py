@@ -122,3 +122,112 @@ def test_prepare_writes_canonical_map(tmp_path, crambin_path):
     bad = tmp_path / "bad.mrc"
     assert main(["prepare", str(src), "-r", "3", "-o", str(bad)]) == 2
     assert not bad.exists()
+
+
+# -- validate -------------------------------------------------------------------------------------
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant} in {path}")
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def crambin_map(tmp_path_factory, crambin_path):
+    path = tmp_path_factory.mktemp("validate") / "crn_5A.mrc"
+    assert main(["simulate", str(crambin_path), "-r", "5", "--voxel", "1.5", "-o", str(path)]) == 0
+    return path
+
+
+def test_validate_with_map_and_reference(tmp_path, crambin_path, crambin_map, capsys):
+    from emforge.report import read_per_residue
+    from emforge.validate import FLAG_COLUMNS
+
+    out = tmp_path / "out"
+    assert main(["validate", str(crambin_path), "--map", str(crambin_map), "--resolution", "5",
+                 "--reference", str(crambin_path), "--out-dir", str(out), "--seed", "3"]) == 0
+    stdout = capsys.readouterr().out
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["fsc.csv", "per_residue.csv", "plots/fsc.png", "plots/per_residue.png",
+                     "plots/ramachandran.png", "scores.json"]
+    assert "wrote 6 files" in stdout
+    for png in (out / "plots").iterdir():
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000, png
+
+    scores = _strict_json(out / "scores.json")
+    model = read_model(crambin_path)
+    assert scores["model"]["path"] == str(crambin_path) and scores["model"]["n_residues"] == model.n_residues
+    assert scores["settings"]["seed"] == 3
+    fit, geometry, ref = scores["map_fit"], scores["geometry"], scores["reference"]
+    # the map was simulated from this very model with the same kernel: the fit is perfect
+    assert fit["map"] == str(crambin_map) and fit["resolution_A"] == 5.0
+    assert fit["cc"] == pytest.approx(1.0, abs=1e-5) and fit["cc_mask"] == pytest.approx(1.0, abs=1e-5)
+    assert fit["local_cc_median"] == pytest.approx(1.0, abs=1e-4)
+    assert 0.9 < fit["ccc"] <= 1.0 and 0.9 < fit["moc"] <= 1.0 and 0.9 < fit["smoc_mean"] <= 1.0
+    assert fit["resolution_fsc05_A"] <= 5.0  # the model-map FSC stays above 0.5 to the map's resolution
+    assert -1.0 <= fit["qscore_mean"] <= 1.0
+    # model == reference
+    assert ref["tm_score"] == pytest.approx(1.0, abs=1e-6) and ref["gdt_ts"] == pytest.approx(1.0, abs=1e-6)
+    assert ref["rmsd_A"] == pytest.approx(0.0, abs=1e-6) and ref["lddt_ca"] == pytest.approx(1.0, abs=1e-9)
+    assert ref["n_aligned"] == model.n_residues and ref["path"] == str(crambin_path)
+    # a well refined crystal structure (1crn, 1.5 Å): good MolProbity numbers
+    assert 0.0 <= geometry["molprobity_score"] < 2.0 and 0.0 <= geometry["clashscore"] < 10.0
+    assert geometry["rama_favoured_pct"] + geometry["rama_allowed_pct"] + geometry["rama_outlier_pct"] == \
+        pytest.approx(100.0)
+    assert 0.5 < geometry["bond_rmsz"] < 3.0
+
+    table = read_per_residue(out / "per_residue.csv")
+    assert table["res_seq"].tolist() == list(model.residue_table()["res_seq"])
+    assert (table["local_cc"] > 0.99).all()
+    np.testing.assert_allclose(table["lddt_ca"], 1.0)
+    assert scores["flags"] == {c: int(table[c].sum()) for c in FLAG_COLUMNS}
+    fsc = np.loadtxt(out / "fsc.csv", delimiter=",", skiprows=1, usecols=(0, 1))
+    assert np.all(np.diff(fsc[:, 0]) > 0)
+
+
+def test_validate_geometry_only(tmp_path, crambin_path, capsys):
+    out = tmp_path / "geo"
+    assert main(["validate", str(crambin_path), "--out-dir", str(out), "--no-plots"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["per_residue.csv", "scores.json"]
+    scores = _strict_json(out / "scores.json")
+    assert "map_fit" not in scores and "reference" not in scores
+    assert scores["geometry"]["molprobity_score"] is not None
+    assert "molprobity_score" in capsys.readouterr().out
+
+
+def _fails_cleanly_dir(argv, capsys, out_dir, *needles):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("emforge: error:"), err
+    for needle in needles:
+        assert needle in err, err
+    assert not out_dir.exists() or not list(out_dir.iterdir()), "something was written into --out-dir"
+
+
+def test_validate_bad_input_writes_nothing(tmp_path, crambin_path, crambin_map, capsys):
+    out = tmp_path / "out"
+    model = str(crambin_path)
+    _fails_cleanly_dir(["validate", model, "--map", str(crambin_map), "--out-dir", str(out)], capsys, out,
+                       "--map and --resolution go together")
+    assert not out.exists()
+    _fails_cleanly_dir(["validate", model, "--resolution", "5", "--out-dir", str(out)], capsys, out,
+                       "--map and --resolution go together")
+    out.mkdir()  # an existing folder stays empty
+    missing = tmp_path / "missing.mrc"
+    _fails_cleanly_dir(["validate", model, "--map", str(missing), "-r", "5", "--out-dir", str(out)], capsys, out,
+                       str(missing), "not found")
+    far = tmp_path / "far.cif"
+    m = read_model(crambin_path)
+    write_model(far, m.with_coords(m.coords + 300.0))
+    _fails_cleanly_dir(["validate", str(far), "--map", str(crambin_map), "-r", "5", "--out-dir", str(out)], capsys,
+                       out, str(far), "does not overlap")
+    _fails_cleanly_dir(["validate", model, "--reference", str(tmp_path / "nope.pdb"), "--out-dir", str(out)],
+                       capsys, out, "nope.pdb")
+    with pytest.raises(SystemExit) as exc:  # --out-dir is required
+        main(["validate", model])
+    assert exc.value.code == 2

@@ -10,12 +10,16 @@ datasets, and ``python -m snakemake`` runs there with 2 cores:
 * ``crn_map``   a map given in the table (made here with the library), no model
   -> prepared and reported, validation skipped
 
+Each dataset's model is validated as step "input" (results/{dataset}/validate/input/), and the
+summary rule collects every validated model into results/summary.{tsv,html}.
+
 A second run with a truncated MRC must fail in prepare_map with the InputError message in the
 rule log and leave no output; bad tables must stop the run before any job starts.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -70,8 +74,11 @@ def outputs_of(dataset: str, validated: bool, simulated: bool) -> list[str]:
              f"logs/{dataset}/prepare_map.log", f"logs/{dataset}/report.log",
              f"benchmarks/{dataset}/prepare_map.tsv", f"benchmarks/{dataset}/report.tsv"]
     if validated:
-        files += [f"results/{dataset}/validate/scores.json", f"results/{dataset}/validate/per_residue.tsv",
-                  f"results/{dataset}/validate/provenance.json", f"logs/{dataset}/validate.log"]
+        folder = f"results/{dataset}/validate/input"
+        files += [f"{folder}/{name}" for name in (
+            "scores.json", "per_residue.csv", "fsc.csv", "provenance.json",
+            "plots/per_residue.png", "plots/fsc.png", "plots/ramachandran.png")]
+        files += [f"logs/{dataset}/validate_input.log", f"benchmarks/{dataset}/validate_input.tsv"]
     if simulated:
         files += [f"results/{dataset}/simulate/map.mrc", f"results/{dataset}/simulate/provenance.json",
                   f"logs/{dataset}/simulate_map.log"]
@@ -121,25 +128,28 @@ def load_json(path: Path) -> dict:
 def test_all_outputs_exist(run):
     work, _ = run
     expected = (outputs_of("crn_self", True, True) + outputs_of("crn_moved", True, True)
-                + outputs_of("crn_map", False, False))
+                + outputs_of("crn_map", False, False)
+                + ["results/summary.tsv", "results/summary.html", "logs/summary.log"])
     missing = [f for f in expected if not (work / f).is_file()]
     assert not missing, f"missing outputs: {missing}"
     assert not (work / "results/crn_map/validate").exists()
     assert not (work / "results/crn_map/simulate").exists()
-    leftovers = [p for p in (work / "results").rglob(".*") if p.is_file()]
+    # Snakemake marks a directory() output with .snakemake_timestamp; anything else hidden is a leftover
+    leftovers = [p for p in (work / "results").rglob(".*") if p.is_file() and p.name != ".snakemake_timestamp"]
     assert not leftovers, f"temporary files left: {leftovers}"
 
 
 def test_model_equal_to_reference_scores_perfectly(run):
     work, _ = run
-    s = load_json(work / "results/crn_self/validate/scores.json")
+    s = load_json(work / "results/crn_self/validate/input/scores.json")
     fit, ref = s["map_fit"], s["reference"]
-    assert s["dataset"] == "crn_self"
+    assert s["dataset"] == "crn_self" and s["step"] == "input"
     # the model simulated with the same kernel on the same grid reproduces the map
     assert fit["cc"] > 0.99
     assert fit["cc_mask"] > 0.99
     assert fit["local_cc_median"] > 0.99
-    assert fit["n_residues"] == 46 and fit["resolution_A"] == RESOLUTION_A
+    assert s["model"]["n_residues"] == 46 and fit["resolution_A"] == RESOLUTION_A
+    assert s["settings"]["seed"] == 7 and s["settings"]["kernel"] == "emrefiner"
     assert ref["tm_score"] == pytest.approx(1.0, abs=1e-6)
     assert ref["rmsd_A"] == pytest.approx(0.0, abs=1e-3)
     assert ref["gdt_ts"] == pytest.approx(1.0, abs=1e-6)
@@ -148,8 +158,8 @@ def test_model_equal_to_reference_scores_perfectly(run):
 
 def test_shifted_model_fits_worse(run):
     work, _ = run
-    self_fit = load_json(work / "results/crn_self/validate/scores.json")["map_fit"]
-    moved = load_json(work / "results/crn_moved/validate/scores.json")
+    self_fit = load_json(work / "results/crn_self/validate/input/scores.json")["map_fit"]
+    moved = load_json(work / "results/crn_moved/validate/input/scores.json")
     # a 1.5 Å shift at 5 Å resolution: clearly worse but still correlated
     assert 0.3 < moved["map_fit"]["cc"] < self_fit["cc"] - 0.02
     assert moved["map_fit"]["cc_mask"] < self_fit["cc_mask"] - 0.02
@@ -162,11 +172,13 @@ def test_per_residue_table(run):
     from emforge.report import read_per_residue
 
     work, _ = run
-    table = read_per_residue(work / "results/crn_self/validate/per_residue.tsv")
-    assert list(table.columns) == ["chain_id", "res_seq", "ins_code", "res_name", "local_cc", "n_points"]
+    table = read_per_residue(work / "results/crn_self/validate/input/per_residue.csv")
+    assert list(table.columns[:4]) == ["chain_id", "res_seq", "ins_code", "res_name"]
+    assert {"local_cc", "smoc", "qscore", "rama_category", "lddt_ca", "flags"} <= set(table.columns)
     assert len(table) == 46 and set(table["chain_id"]) == {"A"}
     assert table["res_seq"].tolist() == list(range(1, 47))
     assert (table["local_cc"] > 0.95).all()
+    assert (table["lddt_ca"] == 1.0).all()
 
 
 def test_simulated_map_and_prepare_stats(run, crambin):
@@ -195,19 +207,43 @@ def test_provenance_records(run):
     assert prov["step"] == "simulate_map" and prov["seed"] == 7
     assert prov["parameters"]["kernel"] == "emrefiner" and prov["parameters"]["voxel_size_A"] == 1.5
     assert len(prov["inputs"]["reference"]["sha256"]) == 64
-    val = load_json(work / "results/crn_moved/validate/provenance.json")
+    val = load_json(work / "results/crn_moved/validate/input/provenance.json")
     assert set(val["inputs"]) == {"model", "map", "reference"}
+    assert val["seed"] == 7 and val["parameters"]["resolution_A"] == RESOLUTION_A
 
 
 def test_reports(run):
     work, _ = run
     html_self = (work / "results/crn_self/report.html").read_text(encoding="utf-8")
-    scores = load_json(work / "results/crn_self/validate/scores.json")
-    assert f'data-key="map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
-    assert 'data-key="reference.tm_score"' in html_self
-    assert html_self.count("data:image/png;base64,") == 2
+    scores = load_json(work / "results/crn_self/validate/input/scores.json")
+    assert f'data-key="input.map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
+    assert f'data-key="input.reference.tm_score" data-value="{scores["reference"]["tm_score"]!r}"' in html_self
+    # the validate step's three plots, embedded byte for byte, and the map histogram
+    assert html_self.count("data:image/png;base64,") == 4
+    for name in ("per_residue", "fsc", "ramachandran"):
+        png = (work / f"results/crn_self/validate/input/plots/{name}.png").read_bytes()
+        assert base64.b64encode(png).decode("ascii") in html_self, name
     html_map = (work / "results/crn_map/report.html").read_text(encoding="utf-8")
     assert "validation was skipped" in html_map and html_map.count("data:image/png;base64,") == 1
+
+
+def test_summary(run):
+    import pandas as pd
+
+    work, _ = run
+    table = pd.read_csv(work / "results/summary.tsv", sep="\t")
+    # one row per validated model; the map-only dataset has none
+    assert sorted(zip(table["dataset"], table["step"])) == [("crn_moved", "input"), ("crn_self", "input")]
+    for row in table.itertuples(index=False):
+        scores = load_json(work / f"results/{row.dataset}/validate/{row.step}/scores.json")
+        values = dict(zip(table.columns, row))
+        assert values["map_fit.cc"] == pytest.approx(scores["map_fit"]["cc"], abs=1e-4)
+        assert values["reference.tm_score"] == pytest.approx(scores["reference"]["tm_score"], abs=1e-4)
+        assert values["geometry.molprobity_score"] == pytest.approx(scores["geometry"]["molprobity_score"],
+                                                                    abs=1e-4)
+    html = (work / "results/summary.html").read_text(encoding="utf-8")
+    assert 'href="crn_self/report.html"' in html and 'href="crn_moved/report.html"' in html
+    assert "crn_map/report.html" not in html
 
 
 def test_rerun_is_a_no_op(run):

@@ -76,7 +76,7 @@ def _print_table(record: dict, keys: Sequence[str]) -> None:
         value = record.get(key)
         if isinstance(value, float):
             value = f"{value:.4f}"
-        print(f"{key:<16} {value}")
+        print(f"{key:<20} {value}")
 
 
 def _resolution(value: str) -> float:
@@ -174,21 +174,26 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from emforge.atomic import atomic_path
-    from emforge.validate import validate_model
+    from emforge.validate import ValidationSettings, validate_model, write_validation
 
-    summary, per_residue = validate_model(args.model, args.map, args.resolution,
-                                          reference_path=args.reference, kernel=args.kernel,
-                                          mask_radius_A=args.mask_radius)
-    if args.json:
-        _write_json(args.json, summary)
-    if args.per_residue:
-        with atomic_path(args.per_residue) as tmp:
-            per_residue.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    if args.json != "-":
-        _print_table(summary["map_fit"], ["cc", "cc_mask", "local_cc_mean"])
-        if "reference" in summary:
-            _print_table(summary["reference"], ["tm_score", "rmsd_A", "gdt_ts", "n_aligned"])
+    if (args.map is None) != (args.resolution is None):
+        raise InputError("--map and --resolution go together")
+    settings = ValidationSettings(kernel=args.kernel, mask_radius_A=args.mask_radius, seed=args.seed)
+    n_steps = (4 if args.map else 0) + 1 + (1 if args.reference else 0) + 1
+    with _steps(n_steps, "validate") as steps:
+        result = validate_model(args.model, args.map, args.resolution, reference_path=args.reference,
+                                settings=settings, progress=steps.step)
+        written = write_validation(result, args.out_dir, plots=not args.no_plots)
+        steps.step("written")
+    summary = result.summary
+    if "map_fit" in summary:
+        _print_table(summary["map_fit"], ["cc", "cc_mask", "ccc", "moc", "resolution_fsc05_A", "smoc_mean",
+                                          "qscore_mean", "loqfit_A_mean"])
+    _print_table(summary["geometry"], ["molprobity_score", "clashscore", "rama_favoured_pct", "rama_outlier_pct",
+                                       "rotamer_outlier_pct", "cbeta_outliers", "bond_rmsz", "angle_rmsz"])
+    if "reference" in summary:
+        _print_table(summary["reference"], ["tm_score", "rmsd_A", "gdt_ts", "lddt_ca", "n_aligned"])
+    print(f"wrote {len(written)} files to {args.out_dir}")
     return 0
 
 
@@ -252,16 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("validate", parents=[common], help="all validation metrics for a model",
-                       description="Map fit (cc, cc_mask, local CC) and, with --reference, TM-score, "
-                                   "RMSD and GDT-TS.")
+                       description="Map fit (CC, CCC, MOC, FSC, SMOC/SMOCf, LoQFit, Q-score, local PCC) with "
+                                   "--map, MolProbity-style geometry always, and TM-score/RMSD/GDT/lDDT/"
+                                   "CRscore with --reference. Writes scores.json, per_residue.csv, fsc.csv "
+                                   "and plots/*.png into --out-dir.")
     p.add_argument("model")
-    p.add_argument("map")
-    p.add_argument("--resolution", "-r", type=_resolution, required=True)
-    p.add_argument("--reference", help="reference structure for TM-score/RMSD/GDT-TS")
+    p.add_argument("--map", help="experimental map (needs --resolution)")
+    p.add_argument("--resolution", "-r", type=_resolution, help="map resolution in Å")
+    p.add_argument("--reference", help="reference structure for TM-score/RMSD/GDT-TS/lDDT")
     p.add_argument("--kernel", choices=KERNELS, default="emrefiner")
     p.add_argument("--mask-radius", type=_positive)
-    p.add_argument("--json", metavar="OUT")
-    p.add_argument("--per-residue", metavar="TSV")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--out-dir", required=True, help="folder for scores.json, per_residue.csv, plots/")
     p.set_defaults(func=cmd_validate)
     return parser
 

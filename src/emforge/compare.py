@@ -23,6 +23,15 @@ search runs in numba; a 300-residue pair takes a few tens of milliseconds.
 
 All scores are normalised by the number of reference C-alpha atoms, so a model
 missing residues is penalised.
+
+Scores that need no superposition or no residue order:
+
+* :func:`lddt_ca` -- C-alpha lDDT (Mariani et al. 2013): fraction of reference
+  distances under 15 Å preserved within 0.5, 1, 2 and 4 Å, averaged.
+* :func:`placement_crmsd` -- cRMSD of a placement (BENCHMARKS.md): RMSD between a
+  placed model and the same model superposed onto the target.
+* :func:`crscore` -- CRscore of paper 003 (Eq. 1) for unordered C-alpha sets, with
+  greedy shortest-distance pairing.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from dataclasses import dataclass
 import gemmi
 import numba
 import numpy as np
+from scipy.spatial import cKDTree
 
 from emforge.errors import InputError
 from emforge.models import AtomModel, RigidTransform, superpose
@@ -707,6 +717,208 @@ def rmsd_after_superposition(model_xyz: np.ndarray, reference_xyz: np.ndarray) -
     return float(superpose(x, y)[1])
 
 
+# -- superposition-free and order-free scores ---------------------------------------------------
+
+#: lDDT distance-difference thresholds, Å (Mariani et al. 2013)
+LDDT_THRESHOLDS_A = (0.5, 1.0, 2.0, 4.0)
+#: lDDT inclusion radius in the reference, Å
+LDDT_INCLUSION_RADIUS_A = 15.0
+
+
+def lddt_ca(model_xyz: np.ndarray, reference_xyz: np.ndarray,
+            inclusion_radius_A: float = LDDT_INCLUSION_RADIUS_A,
+            thresholds=LDDT_THRESHOLDS_A) -> tuple[float, np.ndarray]:
+    """C-alpha lDDT (Mariani et al. 2013, Bioinformatics 29:2722): superposition-free.
+
+    Every pair of different residues (i, j) whose reference C-alpha atoms lie closer than
+    ``inclusion_radius_A`` (strictly) is checked; the pair is preserved at threshold t
+    when ``|d_model(i, j) - d_reference(i, j)| < t``. The score is the fraction of
+    preserved pairs, averaged over the thresholds. With one atom per residue, pairs
+    "within the same residue" cannot occur.
+
+    Parameters
+    ----------
+    model_xyz, reference_xyz : (L, 3) float, Å
+        Paired coordinates (row i of the model pairs with row i of the reference).
+        A model row holding NaN is a residue missing from the model: its pairs count
+        as not preserved (so missing residues are penalised). A reference row holding
+        NaN is left out altogether.
+    inclusion_radius_A : float
+        R0, 15 Å in the paper.
+    thresholds : sequence of float
+        Distance-difference thresholds in Å; (0.5, 1, 2, 4) in the paper.
+
+    Returns
+    -------
+    global_lddt : float
+        Preserved fraction over all pairs (pooled), averaged over thresholds; NaN
+        when no pair lies within the inclusion radius.
+    per_residue : ndarray, shape (L,)
+        The same restricted to the pairs involving each residue; NaN for residues
+        with no such pair (or a NaN reference row).
+    """
+    x = np.asarray(model_xyz, dtype=np.float64)
+    y = np.asarray(reference_xyz, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 3 or x.shape != y.shape:
+        raise ValueError(f"need two (L, 3) coordinate arrays of equal shape, got {x.shape} and {y.shape}")
+    r0 = float(inclusion_radius_A)
+    if not (np.isfinite(r0) and r0 > 0):
+        raise ValueError(f"inclusion radius must be a finite distance > 0 Å, got {inclusion_radius_A!r}")
+    thr = np.asarray(thresholds, dtype=np.float64).ravel()
+    if len(thr) == 0 or not np.all(np.isfinite(thr) & (thr > 0)):
+        raise ValueError(f"lDDT thresholds must be finite distances > 0 Å, got {thresholds!r}")
+    n = len(y)
+    per_residue = np.full(n, np.nan)
+    ref_ok = np.flatnonzero(np.isfinite(y).all(axis=1))
+    if len(ref_ok) < 2:
+        return float("nan"), per_residue
+    pairs = cKDTree(y[ref_ok]).query_pairs(r0, output_type="ndarray")
+    if len(pairs) == 0:
+        return float("nan"), per_residue
+    i, j = ref_ok[pairs[:, 0]], ref_ok[pairs[:, 1]]
+    d_ref = np.linalg.norm(y[i] - y[j], axis=1)
+    keep = d_ref < r0                      # query_pairs includes the radius itself
+    i, j, d_ref = i[keep], j[keep], d_ref[keep]
+    d_mod = np.linalg.norm(x[i] - x[j], axis=1)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(d_mod - d_ref)       # NaN for a missing model residue -> never preserved
+        score = (diff[:, None] < thr[None, :]).mean(axis=1)   # per pair, mean over thresholds
+    total = float(score.mean()) if len(score) else float("nan")
+    n_pairs = np.bincount(i, minlength=n) + np.bincount(j, minlength=n)
+    s_pairs = np.bincount(i, score, minlength=n) + np.bincount(j, score, minlength=n)
+    has = n_pairs > 0
+    per_residue[has] = s_pairs[has] / n_pairs[has]
+    return total, per_residue
+
+
+def placement_crmsd(placed_xyz: np.ndarray, reference_xyz: np.ndarray) -> float:
+    """cRMSD of a placement (BENCHMARKS.md): how far a placed model is from its best placement.
+
+    The placed model (L, 3) is superposed onto the paired reference (L, 3) by the
+    least-squares (Kabsch) fit of all pairs, and the C-alpha RMSD between the placed
+    coordinates and those superposed coordinates is returned (Å). It measures only the
+    rigid-body placement error: a model differing from the target in conformation but
+    placed exactly where its best fit lies scores 0.
+    """
+    x, y, _ = _pair_arrays(placed_xyz, reference_xyz, None)
+    transform, _ = superpose(x, y)
+    best = transform.apply(x)
+    return float(np.sqrt(np.mean(np.sum((x - best) ** 2, axis=1))))
+
+
+#: CRscore pairing: once the free atoms make at most this many pairs, take them all at once
+_CRSCORE_DENSE_PAIRS = 250_000
+
+
+@numba.njit(cache=True)
+def _greedy_pairs(pi, qi, used_p, used_q, take):
+    """Walk candidate pairs in the given (distance) order; take a pair when both ends are free."""
+    for k in range(pi.shape[0]):
+        a = pi[k]
+        b = qi[k]
+        if not used_p[a] and not used_q[b]:
+            used_p[a] = True
+            used_q[b] = True
+            take[k] = True
+
+
+def crscore(predicted_xyz: np.ndarray, native_xyz: np.ndarray, d0_A: float | None = None,
+            max_pair_distance_A: float | None = None) -> dict:
+    """CRscore of an unordered set of predicted C-alpha positions (paper 003, Eq. 1).
+
+    ``CRscore = (1 / L) sum_(i,j) 1 / (1 + (d_ij / d0)^2)`` over the pairs (i, j) of a
+    predicted atom i and a native atom j chosen greedily: all predicted-native
+    distances are taken in increasing order and a pair is kept when neither atom is
+    already paired ("nonredundant ij pairs of the shortest distance"). L is the number
+    of native atoms (the target length) and ``d0 = 1.24 (L - 15)^(1/3) - 1.8`` Å, the
+    TM-score scale (:func:`tm_d0`). Residue order and connectivity play no part. The
+    main text of paper 003 states no distance limit for the pairing (its Supplementary
+    Text 2 is not at hand), so by default every atom of the smaller set is paired;
+    ``max_pair_distance_A`` leaves pairs longer than that unpaired.
+
+    Ties in distance are broken by predicted index, then native index, so the result
+    does not depend on anything but the coordinates and this order.
+
+    Parameters
+    ----------
+    predicted_xyz : (P, 3) float, Å
+    native_xyz : (Q, 3) float, Å
+    d0_A : float, optional
+        Distance scale; default ``tm_d0(Q)``.
+    max_pair_distance_A : float, optional
+        Longest distance a pair may have (default: no limit).
+
+    Returns
+    -------
+    dict
+        ``crscore``, ``d0_A``, ``n_pairs``, ``n_predicted``, ``n_native``,
+        ``pair_rmsd_A`` (RMS distance of the pairs, NaN when none),
+        ``fraction_native_within_3A`` (native atoms paired closer than 3 Å, over L),
+        and the pairs as arrays ``predicted_index`` and ``native_index`` ((K,) int64,
+        sorted by pair distance) with ``pair_distance_A`` (K,).
+    """
+    p = np.asarray(predicted_xyz, dtype=np.float64).reshape(-1, 3)
+    q = np.asarray(native_xyz, dtype=np.float64).reshape(-1, 3)
+    if not (np.isfinite(p).all() and np.isfinite(q).all()):
+        raise ValueError("coordinates must be finite")
+    n_p, n_q = len(p), len(q)
+    if n_q == 0:
+        raise ValueError("the native set holds no atoms")
+    d0 = tm_d0(n_q) if d0_A is None else float(d0_A)
+    if not (np.isfinite(d0) and d0 > 0):
+        raise ValueError(f"d0 must be a finite distance > 0 Å, got {d0_A!r}")
+    limit = np.inf if max_pair_distance_A is None else float(max_pair_distance_A)
+    if not limit > 0:
+        raise ValueError(f"max_pair_distance_A must be > 0 Å, got {max_pair_distance_A!r}")
+    used_p = np.zeros(n_p, bool)
+    used_q = np.zeros(n_q, bool)
+    got_p, got_q, got_d = [], [], []
+    # Greedy over all pairs in distance order, done in rounds of growing radius: the pairs
+    # shorter than r are decided exactly as the all-pairs greedy decides them (they come
+    # first in its order), and atoms left free after a round have no free partner within r.
+    radius = min(limit, 8.0)
+    while n_p and n_q and not used_p.all() and not used_q.all():
+        fp, fq = np.flatnonzero(~used_p), np.flatnonzero(~used_q)
+        if np.isfinite(radius):
+            sdm = cKDTree(p[fp]).sparse_distance_matrix(cKDTree(q[fq]), radius, output_type="ndarray")
+            a, b, d = fp[sdm["i"]], fq[sdm["j"]], sdm["v"]
+        else:
+            a = np.repeat(fp, len(fq))
+            b = np.tile(fq, len(fp))
+            d = np.linalg.norm(p[a] - q[b], axis=1)
+        if len(d):
+            order = np.lexsort((b, a, d))
+            a, b, d = a[order], b[order], d[order]
+            take = np.zeros(len(d), bool)
+            _greedy_pairs(a, b, used_p, used_q, take)
+            got_p.append(a[take])
+            got_q.append(b[take])
+            got_d.append(d[take])
+        if radius >= limit:
+            break
+        # next round: double, or all remaining pairs once the free sets are small
+        free = (~used_p).sum() * (~used_q).sum()
+        radius = limit if (free <= _CRSCORE_DENSE_PAIRS or radius > 1e4) else min(limit, 2.0 * radius)
+    pi = np.concatenate(got_p) if got_p else np.zeros(0, np.int64)
+    qi = np.concatenate(got_q) if got_q else np.zeros(0, np.int64)
+    dist = np.concatenate(got_d) if got_d else np.zeros(0)
+    order = np.lexsort((qi, pi, dist))
+    pi, qi, dist = pi[order].astype(np.int64), qi[order].astype(np.int64), dist[order]
+    score = float(np.sum(1.0 / (1.0 + (dist / d0) ** 2)) / n_q)
+    return {
+        "crscore": score,
+        "d0_A": d0,
+        "n_pairs": int(len(dist)),
+        "n_predicted": int(n_p),
+        "n_native": int(n_q),
+        "pair_rmsd_A": float(np.sqrt(np.mean(dist ** 2))) if len(dist) else float("nan"),
+        "fraction_native_within_3A": float(np.count_nonzero(dist < 3.0) / n_q),
+        "predicted_index": pi,
+        "native_index": qi,
+        "pair_distance_A": dist,
+    }
+
+
 # -- models -------------------------------------------------------------------------------------
 
 def compare_models(model: AtomModel, reference: AtomModel, correspondence: str = "auto") -> dict:
@@ -726,7 +938,9 @@ def compare_models(model: AtomModel, reference: AtomModel, correspondence: str =
         JSON-ready: ``tm_score``, ``gdt_ts``, ``gdt_ha`` (normalised by the number of
         reference C-alpha atoms), ``rmsd_A`` (over all pairs after the least-squares
         fit), ``n_aligned`` (residue pairs), ``n_reference``, ``n_model``, ``d0_A``,
-        ``sequence_identity`` of the pairs, ``correspondence`` (the method used).
+        ``sequence_identity`` of the pairs, ``correspondence`` (the method used),
+        ``lddt_ca`` (:func:`lddt_ca` over all reference residues; those without a
+        model partner count as not preserved; None when no pair is within 15 Å).
 
     Raises
     ------
@@ -740,6 +954,12 @@ def compare_models(model: AtomModel, reference: AtomModel, correspondence: str =
     cuts = _all_cutoffs(GDT_TS_CUTOFFS_A)
     tm, tm_counts = _tm_search(x, y, lref, np.asarray(cuts) ** 2)
     g = _gdt_result(_gdt_counts(x, y, lref, cuts, tm_counts), cuts, (), lref)
+    # lDDT over every reference residue; those without a model partner count as not preserved
+    ref_rows = _residues(reference).index
+    ref_all = reference.calpha().coords[ref_rows]
+    model_all = np.full_like(ref_all, np.nan)
+    model_all[np.searchsorted(ref_rows, corr.reference_index)] = x
+    lddt, _ = lddt_ca(model_all, ref_all)
     return {
         "tm_score": tm.tm_score,
         "rmsd_A": rmsd_after_superposition(x, y),
@@ -751,4 +971,5 @@ def compare_models(model: AtomModel, reference: AtomModel, correspondence: str =
         "d0_A": tm.d0_A,
         "sequence_identity": corr.sequence_identity,
         "correspondence": corr.method,
+        "lddt_ca": lddt if np.isfinite(lddt) else None,
     }

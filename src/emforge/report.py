@@ -34,26 +34,67 @@ log = logging.getLogger(__name__)
 
 # (key, label) rows of the summary tables; keys not present are skipped.
 MAP_FIT_ROWS = (
-    ("cc", "CC (whole map)"),
-    ("cc_mask", "CC (mask around atoms)"),
+    ("cc", "CC, whole map (emforge kernel)"),
+    ("cc_mask", "CC, mask around atoms"),
+    ("ccc", "CCC, whole map (TEMPy-compatible)"),
+    ("ccc_mask", "CCC, mask around atoms"),
+    ("ccc_envelope", "CCC, model envelope"),
+    ("ccc_contour", "CCC, above both contours"),
+    ("moc", "Manders overlap (MOC)"),
+    ("resolution_fsc05_A", "model-map FSC = 0.5 at (Å)"),
+    ("local_cc_mean", "local CC (8 Å), mean"),
+    ("local_cc_median", "local CC (8 Å), median"),
+    ("smoc_mean", "SMOC, mean"),
+    ("smocf_mean", "SMOCf, mean"),
+    ("loqfit_A_median", "LoQFit, median (Å)"),
+    ("qscore_mean", "Q-score, mean"),
+    ("local_pcc_decoupled_mean", "local PCC (paper 003 Eq. 10-11), mean"),
     ("mask_radius_A", "mask radius (Å)"),
-    ("n_mask_voxels", "voxels in mask"),
-    ("local_cc_mean", "local CC, mean"),
-    ("local_cc_median", "local CC, median"),
-    ("local_cc_radius_A", "local CC radius (Å)"),
-    ("overlap_fraction", "atoms inside the map box"),
-    ("n_atoms", "atoms"),
-    ("n_residues", "residues"),
+    ("overlap_fraction", "model atoms inside the map envelope"),
     ("resolution_A", "resolution (Å)"),
     ("kernel", "density kernel"),
 )
+GEOMETRY_ROWS = (
+    ("molprobity_score", "MolProbity score"),
+    ("clashscore", "clashscore (per 1000 atoms)"),
+    ("rama_favoured_pct", "Ramachandran favoured (%)"),
+    ("rama_allowed_pct", "Ramachandran allowed (%)"),
+    ("rama_outlier_pct", "Ramachandran outliers (%)"),
+    ("rotamer_favoured_pct", "rotamers favoured (%)"),
+    ("rotamer_outlier_pct", "rotamer outliers (%)"),
+    ("cbeta_outliers", "C-beta deviations > 0.25 Å"),
+    ("n_cis_nonpro", "cis non-Pro peptides"),
+    ("n_twisted_nonpro", "twisted non-Pro peptides"),
+    ("n_cis_pro", "cis Pro peptides"),
+    ("bond_rmsz", "bond-length RMSZ"),
+    ("angle_rmsz", "bond-angle RMSZ"),
+    ("bond_rmsd_A", "bond-length RMSD (Å)"),
+    ("angle_rmsd_deg", "bond-angle RMSD (deg)"),
+    ("bond_outliers", "bond outliers (|Z| > 4)"),
+    ("angle_outliers", "angle outliers (|Z| > 4)"),
+)
 REFERENCE_ROWS = (
     ("tm_score", "TM-score"),
-    ("rmsd_A", "RMSD (Å)"),
+    ("rmsd_A", "C-alpha RMSD (Å)"),
     ("gdt_ts", "GDT-TS"),
     ("gdt_ha", "GDT-HA"),
+    ("lddt_ca", "C-alpha lDDT"),
+    ("placement_crmsd_A", "placement cRMSD (Å)"),
+    ("crscore", "CRscore"),
     ("n_aligned", "residues aligned"),
     ("n_reference", "residues in reference"),
+    ("sequence_identity", "sequence identity of the pairs"),
+    ("correspondence", "residue correspondence"),
+)
+#: columns of the cross-dataset summary table: (section, key, label)
+SUMMARY_COLUMNS = (
+    ("map_fit", "cc", "CC"), ("map_fit", "cc_mask", "CC mask"), ("map_fit", "ccc", "CCC"),
+    ("map_fit", "resolution_fsc05_A", "FSC 0.5 (Å)"), ("map_fit", "smoc_mean", "SMOC"),
+    ("map_fit", "qscore_mean", "Q-score"),
+    ("geometry", "molprobity_score", "MolProbity"), ("geometry", "clashscore", "clashscore"),
+    ("geometry", "rama_outlier_pct", "Rama out. %"), ("geometry", "rotamer_outlier_pct", "rot. out. %"),
+    ("reference", "tm_score", "TM-score"), ("reference", "rmsd_A", "RMSD (Å)"),
+    ("reference", "gdt_ts", "GDT-TS"), ("reference", "lddt_ca", "lDDT"),
 )
 MAP_ROWS = (
     ("resolution_A", "resolution (Å)"),
@@ -171,37 +212,6 @@ def _img(png_b64: str, alt: str, plot_id: str) -> str:
     return f'<img id="{_esc(plot_id)}" alt="{_esc(alt)}" src="data:image/png;base64,{png_b64}">'
 
 
-def plot_local_cc(per_residue: pd.DataFrame, local_cc_mean: float | None = None) -> str:
-    """Per-residue local CC along the sequence, one panel per chain; base64 PNG."""
-    from matplotlib.figure import Figure
-
-    chains = list(dict.fromkeys(per_residue["chain_id"].astype(str)))
-    fig = Figure(figsize=(9.0, 1.0 + 2.1 * len(chains)))
-    axes = fig.subplots(len(chains), 1, squeeze=False, sharey=True)[:, 0]
-    cc_all = per_residue["local_cc"].to_numpy(dtype=float)
-    finite = cc_all[np.isfinite(cc_all)]
-    y_low = min(0.0, float(finite.min()) - 0.05) if finite.size else 0.0
-    for ax, chain in zip(axes, chains):
-        rows = per_residue[per_residue["chain_id"].astype(str) == chain]
-        x = rows["res_seq"].to_numpy(dtype=float)
-        y = rows["local_cc"].to_numpy(dtype=float)
-        ax.plot(x, y, color="#2b6cb0", lw=1.2)
-        low = np.isfinite(y) & (y < LOW_LOCAL_CC)
-        ax.scatter(x[~low], y[~low], s=6, color="#2b6cb0", zorder=3)
-        ax.scatter(x[low], y[low], s=12, color="#c53030", zorder=3, label=f"local CC < {LOW_LOCAL_CC}")
-        if local_cc_mean is not None and math.isfinite(local_cc_mean):
-            ax.axhline(local_cc_mean, color="#718096", lw=0.8, ls="--", label=f"mean {local_cc_mean:.3f}")
-        if len(x):
-            ax.set_xlim(np.nanmin(x) - 1, np.nanmax(x) + 1)
-        ax.set_ylim(y_low, 1.02)
-        ax.set_ylabel(f"chain {chain}\nlocal CC")
-        ax.grid(alpha=0.3)
-        if low.any() or local_cc_mean is not None:
-            ax.legend(loc="lower right", fontsize=8, frameon=False)
-    axes[-1].set_xlabel("residue number")
-    return _figure_png(fig)
-
-
 def plot_map_histogram(values: np.ndarray, contours: Mapping[str, float], bins: int = 80) -> str:
     """Histogram of map values (log counts) with vertical lines at the contour estimates; base64 PNG."""
     from matplotlib.figure import Figure
@@ -225,16 +235,22 @@ def plot_map_histogram(values: np.ndarray, contours: Mapping[str, float], bins: 
 # -- the page -------------------------------------------------------------------------------------
 
 def read_per_residue(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a per-residue table written by the validate step (chain ids and insertion codes as text)."""
-    table = pd.read_csv(path, sep="\t", dtype={"chain_id": str, "ins_code": str, "res_name": str},
-                        keep_default_na=False, na_values={"local_cc": ["NaN", "nan", ""]})
-    table["local_cc"] = pd.to_numeric(table["local_cc"], errors="coerce")
+    """Read a per-residue table written by the validate step (CSV; TSV for older outputs).
+
+    Chain ids, insertion codes and residue names stay text ("NA" is a chain id, not a gap).
+    """
+    sep = "\t" if str(path).endswith(".tsv") else ","
+    table = pd.read_csv(path, sep=sep, dtype={"chain_id": str, "ins_code": str, "res_name": str, "flags": str},
+                        keep_default_na=False, na_values=["", "NaN", "nan"])
+    for column in ("chain_id", "ins_code", "res_name", "flags"):
+        if column in table:
+            table[column] = table[column].fillna("").astype(str)
     return table
 
 
 def local_cc_summary(per_residue: pd.DataFrame) -> dict:
     """Statistics of the per-residue local CC column (NaN rows counted separately)."""
-    cc = per_residue["local_cc"].to_numpy(dtype=float)
+    cc = pd.to_numeric(per_residue["local_cc"], errors="coerce").to_numpy(dtype=float)
     ok = cc[np.isfinite(cc)]
     out: dict = {"n_residues": len(cc), "n_scored": int(ok.size)}
     if ok.size:
@@ -244,78 +260,135 @@ def local_cc_summary(per_residue: pd.DataFrame) -> dict:
     return out
 
 
-def _worst_residues_table(per_residue: pd.DataFrame, n: int) -> str:
-    rows = per_residue[np.isfinite(per_residue["local_cc"].to_numpy(dtype=float))]
+def _residue_label(r) -> str:
+    return f"{r.res_seq}{r.ins_code or ''}"
+
+
+def _worst_residues_table(per_residue: pd.DataFrame, n: int, section: str) -> str:
+    """The ``n`` residues with the lowest local CC, with their other local scores and flags."""
+    if "local_cc" not in per_residue:
+        return ""
+    cc = pd.to_numeric(per_residue["local_cc"], errors="coerce")
+    rows = per_residue[np.isfinite(cc.to_numpy(dtype=float))].copy()
+    rows["local_cc"] = pd.to_numeric(rows["local_cc"])
     rows = rows.sort_values("local_cc", kind="stable").head(max(n, 0))
     if rows.empty:
         return ""
+    extra = [(c, label) for c, label in (("smoc", "SMOC"), ("qscore", "Q-score"), ("loqfit_A", "LoQFit (Å)"))
+             if c in rows]
+    header = ("<tr><th>chain</th><th>residue</th><th>number</th><th>local CC</th>"
+              + "".join(f"<th>{_esc(label)}</th>" for _, label in extra) + "<th>flags</th></tr>")
     lines = []
     for r in rows.itertuples(index=False):
-        number = f"{r.res_seq}{r.ins_code or ''}"
+        number = _residue_label(r)
+        cells = "".join(_value_cell(f"{section}.worst.{r.chain_id}:{number}.{c}", getattr(r, c)) for c, _ in extra)
         lines.append(f"<tr><td>{_esc(r.chain_id)}</td><td>{_esc(r.res_name)}</td>"
                      f'<td class="num">{_esc(number)}</td>'
-                     f"{_value_cell(f'worst.{r.chain_id}:{number}', float(r.local_cc))}"
-                     f'<td class="num">{_esc(r.n_points)}</td></tr>')
-    header = ("<tr><th>chain</th><th>residue</th><th>number</th><th>local CC</th>"
-              "<th>grid points</th></tr>")
-    return f'<h3>Lowest local CC</h3>\n<table class="worst">{header}\n' + "\n".join(lines) + "\n</table>"
+                     f"{_value_cell(f'{section}.worst.{r.chain_id}:{number}', float(r.local_cc))}{cells}"
+                     f"<td>{_esc(getattr(r, 'flags', ''))}</td></tr>")
+    return f'<h4>Lowest local CC</h4>\n<table class="worst">{header}\n' + "\n".join(lines) + "\n</table>"
 
 
-def build_dataset_report(dataset_id: str, scores: Mapping | None, per_residue: pd.DataFrame | None,
-                         map_stats: Mapping, *, density_map: DensityMap | None = None,
-                         histogram_bins: int = 80, n_worst_residues: int = 10,
-                         title: str | None = None) -> str:
-    """The HTML text of a dataset's report (see :func:`render_dataset_report`)."""
-    fit = dict((scores or {}).get("map_fit") or {})
-    reference = (scores or {}).get("reference")
-    parts: list[str] = []
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    heading = title or f"emforge report: {dataset_id}"
-    parts.append(f"<h1>{_esc(heading)}</h1>")
-    dataset_code = f'<code data-key="dataset" data-value="{_esc(dataset_id)}">{_esc(dataset_id)}</code>'
-    parts.append(f'<p class="meta">dataset {dataset_code} · '
-                 f"emforge {_esc(emforge.__version__)} · {_esc(now)}</p>")
+def _flagged_residues_table(per_residue: pd.DataFrame, n: int) -> str:
+    """Residues carrying any geometry flag (first ``n``, in sequence order)."""
+    if "flags" not in per_residue:
+        return ""
+    flagged = per_residue[per_residue["flags"].astype(str) != ""]
+    if flagged.empty:
+        return '<p class="note">No residue carries a geometry flag.</p>'
+    lines = [f"<tr><td>{_esc(r.chain_id)}</td><td>{_esc(r.res_name)}</td>"
+             f'<td class="num">{_esc(_residue_label(r))}</td><td>{_esc(r.flags)}</td></tr>'
+             for r in flagged.head(n).itertuples(index=False)]
+    more = f'<p class="note">... and {len(flagged) - n} more (see per_residue.csv)</p>' if len(flagged) > n else ""
+    return (f"<h4>Flagged residues ({len(flagged)})</h4>\n<table class=\"flags\"><tr><th>chain</th><th>residue</th>"
+            "<th>number</th><th>flags</th></tr>\n" + "\n".join(lines) + "\n</table>" + more)
 
-    cards = []
-    if "cc" in fit:
-        cards.append(_card("card.cc", "CC", fit["cc"]))
-    if "cc_mask" in fit:
-        cards.append(_card("card.cc_mask", "CC mask", fit["cc_mask"]))
-    if fit.get("local_cc_median") is not None:
-        cards.append(_card("card.local_cc_median", "local CC median", fit["local_cc_median"]))
-    if reference:
-        for key, label in (("tm_score", "TM-score"), ("rmsd_A", "RMSD (Å)"), ("gdt_ts", "GDT-TS")):
-            if key in reference:
-                cards.append(_card(f"card.{key}", label, reference[key]))
-    if "resolution_A" in map_stats:
-        cards.append(_card("card.resolution_A", "resolution (Å)", map_stats["resolution_A"]))
+
+def _png_b64(png: bytes | str | os.PathLike) -> str:
+    data = png if isinstance(png, bytes) else Path(png).read_bytes()
+    return base64.b64encode(data).decode("ascii")
+
+
+def _details(section: str, record: Mapping, title: str) -> str:
+    """A collapsed table with every scalar number of a section."""
+    scalars = {k: v for k, v in record.items() if isinstance(v, int | float | str | np.number) or v is None}
+    rows = tuple((k, k) for k in scalars)
+    return (f"<details><summary>{_esc(title)}</summary>\n"
+            f"{_key_value_table(section + '.all', scalars, rows, extra=False)}\n</details>")
+
+
+def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
+                   plots: Mapping[str, bytes | str | os.PathLike], n_worst: int) -> list[str]:
+    """HTML parts of one validated model (a step's output)."""
+    fit = dict(scores.get("map_fit") or {})
+    geometry = dict(scores.get("geometry") or {})
+    reference = dict(scores.get("reference") or {})
+    model = scores.get("model") or {}
+    parts = [f'<h2 id="model-{_esc(step)}">Model: {_esc(step)}</h2>']
+    path = model.get("path") if isinstance(model, Mapping) else model
+    if path:
+        parts.append(f'<p class="meta">model <code>{_esc(path)}</code>'
+                     + (f' in map <code>{_esc(fit["map"])}</code>' if fit.get("map") else "") + "</p>")
+    cards = [_card(f"{step}.card.{key}", label, src[key]) for src, key, label in (
+        (fit, "cc", "CC"), (fit, "cc_mask", "CC mask"), (fit, "qscore_mean", "Q-score"),
+        (geometry, "molprobity_score", "MolProbity"), (geometry, "clashscore", "clashscore"),
+        (reference, "tm_score", "TM-score"), (reference, "rmsd_A", "RMSD (Å)")) if src.get(key) is not None]
     parts.append(f'<div class="cards">{"".join(cards)}</div>')
-
-    parts.append("<h2>Model fit to the map</h2>")
-    if scores is None:
-        parts.append('<p class="note">No model was given for this dataset: validation was skipped.</p>')
-    else:
-        if scores.get("model"):
-            parts.append(f'<p class="meta">model <code>{_esc(scores["model"])}</code> in map '
-                         f'<code>{_esc(scores.get("map", ""))}</code></p>')
-        parts.append(_key_value_table("map_fit", fit, MAP_FIT_ROWS))
-        if per_residue is not None and len(per_residue):
-            summary = local_cc_summary(per_residue)
-            parts.append("<h3>Per-residue local CC</h3>")
-            parts.append(_key_value_table("local_cc", summary, (
-                ("n_residues", "residues"), ("n_scored", "residues scored"), ("min", "minimum"),
-                ("p10", "10th percentile"), ("median", "median"), ("mean", "mean"), ("max", "maximum"),
-                (f"fraction_below_{LOW_LOCAL_CC}", f"fraction below {LOW_LOCAL_CC}"))))
-            if summary["n_scored"]:
-                png = plot_local_cc(per_residue, fit.get("local_cc_mean"))
-                parts.append(_img(png, "per-residue local CC along the sequence", "plot-local-cc"))
-                parts.append(_worst_residues_table(per_residue, n_worst_residues))
-
+    if fit:
+        parts.append("<h3>Fit to the map</h3>")
+        parts.append(_key_value_table(f"{step}.map_fit", fit, MAP_FIT_ROWS, extra=False))
+        if "fsc" in plots:
+            parts.append(_img(_png_b64(plots["fsc"]), "model-map FSC", f"plot-{step}-fsc"))
+    if per_residue is not None and len(per_residue) and "per_residue" in plots:
+        parts.append("<h3>Per-residue scores along the sequence</h3>")
+        parts.append(_img(_png_b64(plots["per_residue"]), "per-residue scores along the sequence",
+                          f"plot-{step}-per-residue"))
+        parts.append(_worst_residues_table(per_residue, n_worst, step))
+    if geometry:
+        parts.append("<h3>Geometry</h3>")
+        parts.append(_key_value_table(f"{step}.geometry", geometry, GEOMETRY_ROWS, extra=False))
+        if "ramachandran" in plots:
+            parts.append(_img(_png_b64(plots["ramachandran"]), "Ramachandran plot", f"plot-{step}-ramachandran"))
+        if per_residue is not None:
+            parts.append(_flagged_residues_table(per_residue, 3 * n_worst))
     if reference:
-        parts.append("<h2>Agreement with the reference</h2>")
+        parts.append("<h3>Agreement with the reference</h3>")
         if reference.get("path"):
             parts.append(f'<p class="meta">reference <code>{_esc(reference["path"])}</code></p>')
-        parts.append(_key_value_table("reference", reference, REFERENCE_ROWS))
+        parts.append(_key_value_table(f"{step}.reference", reference, REFERENCE_ROWS, extra=False))
+    for name, record in (("map fit", fit), ("geometry", geometry), ("reference", reference)):
+        if record:
+            parts.append(_details(f"{step}.{name.replace(' ', '_')}", record, f"all {name} numbers"))
+    return parts
+
+
+def _page(heading: str, parts: Iterable[str]) -> str:
+    body = "\n".join(p for p in parts if p)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{_esc(heading)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _meta_line(label: str, value: str) -> str:
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    code = f'<code data-key="{_esc(label)}" data-value="{_esc(value)}">{_esc(value)}</code>'
+    return f'<p class="meta">{_esc(label)} {code} · emforge {_esc(emforge.__version__)} · {_esc(now)}</p>'
+
+
+def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_stats: Mapping, *,
+                         density_map: DensityMap | None = None, histogram_bins: int = 80,
+                         n_worst_residues: int = 10, title: str | None = None) -> str:
+    """The HTML text of a dataset's report (see :func:`render_dataset_report`)."""
+    heading = title or f"emforge report: {dataset_id}"
+    parts = [f"<h1>{_esc(heading)}</h1>", _meta_line("dataset", dataset_id)]
+    if models:
+        links = " · ".join(f'<a href="#model-{_esc(step)}">{_esc(step)}</a>' for step in models)
+        parts.append(f'<p class="meta">validated models: {links}</p>')
+    else:
+        parts.append('<p class="note">No model was given for this dataset: validation was skipped.</p>')
+    for step, entry in models.items():
+        parts += _model_section(step, entry["scores"], entry.get("per_residue"), entry.get("plots") or {},
+                                n_worst_residues)
 
     parts.append("<h2>Map</h2>")
     if map_stats.get("source"):
@@ -328,29 +401,23 @@ def build_dataset_report(dataset_id: str, scores: Mapping | None, per_residue: p
         ) if map_stats.get(key) is not None}
         png = plot_map_histogram(density_map.data, contours, histogram_bins)
         parts.append(_img(png, "histogram of map values with contour estimates", "plot-map-histogram"))
-
-    body = "\n".join(p for p in parts if p)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{_esc(heading)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+    return _page(heading, parts)
 
 
-def render_dataset_report(dataset_id: str, scores: Mapping | None, per_residue: pd.DataFrame | None,
-                          map_stats: Mapping, out_html: str | os.PathLike, *,
-                          density_map: DensityMap | None = None, histogram_bins: int = 80,
-                          n_worst_residues: int = 10, title: str | None = None) -> Path:
+def render_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_stats: Mapping,
+                          out_html: str | os.PathLike, *, density_map: DensityMap | None = None,
+                          histogram_bins: int = 80, n_worst_residues: int = 10, title: str | None = None) -> Path:
     """Write a self-contained HTML report for one dataset, atomically.
 
     Parameters
     ----------
     dataset_id
         Dataset name shown in the title.
-    scores
-        The validate step's summary (``map_fit`` and optional ``reference`` sections), or
-        ``None`` when the dataset has no model.
-    per_residue
-        Per-residue table with columns chain_id, res_seq, ins_code, res_name, local_cc,
-        n_points (or ``None``).
+    models
+        One entry per validated model, keyed by the step that produced it ("input", "fit", ...):
+        ``{"scores": <scores.json dict>, "per_residue": DataFrame or None,
+        "plots": {"per_residue" | "fsc" | "ramachandran": PNG bytes or path}}``. Empty when the
+        dataset has no model.
     map_stats
         The prepare step's statistics record (resolution_A, voxel_size_A, shape_zyx, ...).
     out_html
@@ -359,15 +426,47 @@ def render_dataset_report(dataset_id: str, scores: Mapping | None, per_residue: 
         The prepared map, for the histogram of map values (skipped when ``None``).
     histogram_bins, n_worst_residues
         Histogram bins; rows of the lowest-local-CC table.
-
-    Returns
-    -------
-    Path
-        ``out_html``.
     """
-    text = build_dataset_report(dataset_id, scores, per_residue, map_stats, density_map=density_map,
-                                histogram_bins=histogram_bins, n_worst_residues=n_worst_residues,
-                                title=title)
+    text = build_dataset_report(dataset_id, models, map_stats, density_map=density_map,
+                                histogram_bins=histogram_bins, n_worst_residues=n_worst_residues, title=title)
     write_text_atomic(out_html, text)
     log.info("report for %s written to %s", dataset_id, out_html)
     return Path(out_html)
+
+
+# -- across datasets ------------------------------------------------------------------------------
+
+def summary_table(entries: Iterable[tuple[str, str, Mapping]]) -> pd.DataFrame:
+    """One row per (dataset, step, scores) with the headline numbers of :data:`SUMMARY_COLUMNS`."""
+    rows = []
+    for dataset_id, step, scores in entries:
+        row = {"dataset": dataset_id, "step": step}
+        for section, key, _ in SUMMARY_COLUMNS:
+            value = (scores.get(section) or {}).get(key)
+            row[f"{section}.{key}"] = value if isinstance(value, int | float) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "step"] + [f"{s}.{k}" for s, k, _ in SUMMARY_COLUMNS])
+
+
+def build_summary_report(table: pd.DataFrame, title: str = "emforge summary") -> str:
+    """HTML page with the cross-dataset summary table (links to each dataset's report)."""
+    columns = [(f"{s}.{k}", label) for s, k, label in SUMMARY_COLUMNS if table[f"{s}.{k}"].notna().any()]
+    header = "<tr><th>dataset</th><th>model</th>" + "".join(f"<th>{_esc(label)}</th>" for _, label in columns) + "</tr>"
+    lines = []
+    for row in table.itertuples(index=False):
+        values = dict(zip(table.columns, row))
+        cells = "".join(_value_cell(f"summary.{values['dataset']}.{values['step']}.{c}", values[c]) for c, _ in columns)
+        lines.append(f'<tr><td><a href="{_esc(values["dataset"])}/report.html">{_esc(values["dataset"])}</a></td>'
+                     f"<td>{_esc(values['step'])}</td>{cells}</tr>")
+    parts = [f"<h1>{_esc(title)}</h1>", _meta_line("datasets", str(table["dataset"].nunique())),
+             f'<table class="summary">\n{header}\n' + "\n".join(lines) + "\n</table>"]
+    return _page(title, parts)
+
+
+def render_summary_report(table: pd.DataFrame, out_html: str | os.PathLike, out_tsv: str | os.PathLike) -> None:
+    """Write the summary table as TSV and as an HTML page, atomically."""
+    from emforge.atomic import atomic_path
+
+    with atomic_path(out_tsv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    write_text_atomic(out_html, build_summary_report(table))

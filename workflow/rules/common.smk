@@ -70,11 +70,25 @@ def load_datasets(path):
 DATASETS = load_datasets(config["datasets"])
 
 
+# -- models to validate ---------------------------------------------------------------------------
+# Every step that produces a model registers its output here, keyed by step name; the validate rule
+# runs on each of them (wildcard {step}) and the report shows them all. "input" is the dataset's own
+# starting model. A later step family adds e.g. MODEL_OUTPUTS["fit"] = "results/{dataset}/fit/model.cif"
+# and a condition in model_steps().
+MODEL_OUTPUTS = {"input": None}
+
+
+def model_steps(dataset_id):
+    """Steps whose model exists for a dataset, in pipeline order."""
+    return ["input"] if has_model(dataset_id) else []
+
+
 # -- wildcard constraints -------------------------------------------------------------------------
 
 
 wildcard_constraints:
     dataset="|".join(re.escape(i) for i in DATASETS.index),
+    step="|".join(re.escape(s) for s in MODEL_OUTPUTS),
 
 
 # -- software environments ------------------------------------------------------------------------
@@ -141,20 +155,40 @@ def get_mass_source(wildcards):
 
 
 def get_model(wildcards):
-    model = dataset(wildcards)["model"]
-    if not model:
-        raise WorkflowError(f"dataset '{wildcards.dataset}' has no model to validate")
-    return model
+    """The model a step produced (for {step} = "input": the dataset's starting model)."""
+    if wildcards.step == "input":
+        model = dataset(wildcards)["model"]
+        if not model:
+            raise WorkflowError(f"dataset '{wildcards.dataset}' has no model to validate")
+        return model
+    return MODEL_OUTPUTS[wildcards.step].format(dataset=wildcards.dataset)
+
+
+def validation_dir(dataset_id, step):
+    return f"results/{dataset_id}/validate/{step}"
 
 
 def get_validation(wildcards):
-    """Validation outputs for the report, when the dataset has a model."""
-    if not has_model(wildcards.dataset):
-        return {}
-    return {
-        "scores": f"results/{wildcards.dataset}/validate/scores.json",
-        "per_residue": f"results/{wildcards.dataset}/validate/per_residue.tsv",
-    }
+    """Validation outputs of every model of a dataset, for its report."""
+    files = {}
+    for step in model_steps(wildcards.dataset):
+        folder = validation_dir(wildcards.dataset, step)
+        files[f"{step}__scores"] = f"{folder}/scores.json"
+        files[f"{step}__per_residue"] = f"{folder}/per_residue.csv"
+        files[f"{step}__plots"] = f"{folder}/plots"
+    return files
+
+
+def get_model_steps(wildcards):
+    return model_steps(wildcards.dataset)
+
+
+def all_validations():
+    return [
+        f"{validation_dir(d, step)}/scores.json"
+        for d in DATASETS.index
+        for step in model_steps(d)
+    ]
 
 
 def all_reports():

@@ -1,4 +1,4 @@
-# Per-dataset HTML report: numbers and plots of the map and of the model's fit.
+# Per-dataset HTML report (every validated model, the map), and one summary across datasets.
 
 
 rule report:
@@ -11,11 +11,11 @@ rule report:
             "results/{dataset}/report.html",
             caption="../report/dataset.rst",
             category="Datasets",
-            labels={"dataset": "{dataset}", "page": "summary"},
+            labels={"dataset": "{dataset}", "page": "report"},
         ),
     params:
         report=config["report"],
-        resolution_A=get_resolution,
+        steps=get_model_steps,
     log:
         "logs/{dataset}/report.log",
     benchmark:
@@ -29,3 +29,30 @@ rule report:
         CORE_CONTAINER
     script:
         "../scripts/report.py"
+
+
+rule summary:
+    input:
+        scores=all_validations(),
+        reports=all_reports(),
+    output:
+        tsv="results/summary.tsv",
+        html=report(
+            "results/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"page": "summary across datasets"},
+        ),
+    log:
+        "logs/summary.log",
+    benchmark:
+        "benchmarks/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        "../../envs/core.yaml"
+    container:
+        CORE_CONTAINER
+    script:
+        "../scripts/summary.py"

@@ -1,4 +1,5 @@
-# Validate the dataset's model: fit to the prepared map, agreement with the reference when given.
+# Validate every model a step produced ({step}; see MODEL_OUTPUTS in common.smk): fit to the prepared
+# map, MolProbity-style geometry, and agreement with the reference when the dataset has one.
 
 
 rule validate:
@@ -7,23 +8,26 @@ rule validate:
         map="results/{dataset}/prepare/map.mrc",
         reference=get_optional_reference,
     output:
-        scores="results/{dataset}/validate/scores.json",
+        scores="results/{dataset}/validate/{step}/scores.json",
         per_residue=report(
-            "results/{dataset}/validate/per_residue.tsv",
+            "results/{dataset}/validate/{step}/per_residue.csv",
             caption="../report/per_residue.rst",
             category="Validation",
             subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "table": "per-residue local CC"},
+            labels={"dataset": "{dataset}", "model": "{step}", "table": "per-residue scores"},
         ),
-        provenance="results/{dataset}/validate/provenance.json",
+        fsc="results/{dataset}/validate/{step}/fsc.csv",
+        plots=directory("results/{dataset}/validate/{step}/plots"),
+        provenance="results/{dataset}/validate/{step}/provenance.json",
     params:
         validate=config["validate"],
         resolution_A=get_resolution,
+        seed=config["seed"],
     log:
-        "logs/{dataset}/validate.log",
+        "logs/{dataset}/validate_{step}.log",
     benchmark:
-        "benchmarks/{dataset}/validate.tsv"
-    threads: 4
+        "benchmarks/{dataset}/validate_{step}.tsv"
+    threads: 2
     resources:
         mem_mb=4000,
     conda:

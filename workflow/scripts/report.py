@@ -1,4 +1,6 @@
-"""Rule report: one self-contained HTML page per dataset."""
+"""Rule report: one self-contained HTML page per dataset, with every validated model."""
+
+from pathlib import Path
 
 from emforge.maps import read_map
 from emforge.report import read_per_residue, render_dataset_report
@@ -6,16 +8,18 @@ from emforge.workflow_support import read_json, rule_log
 
 smk = snakemake  # noqa: F821 - injected by Snakemake's script directive
 settings = dict(smk.params.report)
-scores_path = getattr(smk.input, "scores", None)
-per_residue_path = getattr(smk.input, "per_residue", None)
 
 with rule_log(smk.log[0], "report", smk.threads) as log:
-    scores = read_json(scores_path) if scores_path else None
-    per_residue = read_per_residue(per_residue_path) if per_residue_path else None
-    if scores is None:
+    models = {}
+    for step in smk.params.steps:
+        plots = Path(smk.input[f"{step}__plots"])
+        models[step] = {"scores": read_json(smk.input[f"{step}__scores"]),
+                        "per_residue": read_per_residue(smk.input[f"{step}__per_residue"]),
+                        "plots": {p.stem: p for p in sorted(plots.glob("*.png"))}}
+    if not models:
         log.info("dataset has no model: the report shows the map only")
     render_dataset_report(
-        smk.wildcards.dataset, scores, per_residue, read_json(smk.input.map_stats), smk.output.html,
+        smk.wildcards.dataset, models, read_json(smk.input.map_stats), smk.output.html,
         density_map=read_map(smk.input.map), histogram_bins=settings["histogram_bins"],
         n_worst_residues=settings["n_worst_residues"])
-    log.info("wrote %s", smk.output.html)
+    log.info("wrote %s with %d model(s)", smk.output.html, len(models))

@@ -1,0 +1,152 @@
+"""Validation plots as PNG bytes (matplotlib, Agg backend): no display, no network.
+
+Each function takes plain tables (the per-residue DataFrame of
+:mod:`emforge.validate`, an FSC curve) and returns PNG bytes, so the same plot
+serves the CLI (files in ``--out-dir``), the workflow and the HTML report.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: per-residue score tracks drawn along the sequence, in order: (column, axis label, "higher is better")
+SCORE_TRACKS: tuple[tuple[str, str, bool], ...] = (
+    ("local_cc", "local CC", True),
+    ("smoc", "SMOC", True),
+    ("smocf", "SMOCf", True),
+    ("qscore", "Q-score", True),
+    ("loqfit_A", "LoQFit (Å)", False),
+    ("local_pcc_decoupled", "local PCC (Eq. 10-11)", True),
+    ("lddt_ca", "C-alpha lDDT", True),
+)
+
+#: per-residue flags marked under the tracks: (column, label, colour)
+FLAG_TRACKS: tuple[tuple[str, str, str], ...] = (
+    ("rama_outlier", "Rama outlier", "#c0392b"),
+    ("rotamer_outlier", "rotamer outlier", "#8e44ad"),
+    ("cbeta_outlier", "C-beta dev.", "#d35400"),
+    ("has_clash", "clash", "#2c3e50"),
+    ("geometry_outlier", "bond/angle", "#16a085"),
+    ("peptide_flag", "cis/twisted", "#7f8c8d"),
+)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _chains(per_residue: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(per_residue["chain_id"].astype(str)))
+
+
+def per_residue_tracks(per_residue: pd.DataFrame, tracks: Sequence[tuple[str, str, bool]] = SCORE_TRACKS,
+                       flags: Sequence[tuple[str, str, str]] = FLAG_TRACKS, max_chains: int = 12) -> bytes | None:
+    """Per-residue scores along the sequence, one panel per score, one column per chain.
+
+    Geometry flags are drawn as ticks in a last panel. Returns None when the
+    table has none of the score columns and no flags.
+    """
+    present = [t for t in tracks if t[0] in per_residue and per_residue[t[0]].notna().any()]
+    present_flags = [f for f in flags if f[0] in per_residue and per_residue[f[0]].fillna(False).astype(bool).any()]
+    if not present and not present_flags:
+        return None
+    chains = _chains(per_residue)[:max_chains]
+    n_rows = len(present) + (1 if present_flags else 0)
+    widths = [max(1.0, (per_residue["chain_id"] == c).sum() / 100.0) for c in chains]
+    fig, axes = plt.subplots(n_rows, len(chains), figsize=(min(16.0, 3.0 + 5.5 * sum(widths)), 1.6 * n_rows + 0.6),
+                             squeeze=False, sharex="col", gridspec_kw={"width_ratios": widths})
+    for col, chain in enumerate(chains):
+        sub = per_residue[per_residue["chain_id"].astype(str) == chain]
+        x = sub["res_seq"].to_numpy()
+        for row, (column, label, _) in enumerate(present):
+            ax = axes[row, col]
+            y = pd.to_numeric(sub[column], errors="coerce").to_numpy(dtype=float)
+            ax.plot(x, y, lw=1.0, color="#2c6fad")
+            ax.scatter(x, y, s=4, color="#2c6fad")
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if row == 0:
+                ax.set_title(f"chain {chain}", fontsize=9)
+        if present_flags:
+            ax = axes[-1, col]
+            for k, (column, _label, colour) in enumerate(present_flags):
+                hit = sub[column].fillna(False).astype(bool).to_numpy()
+                ax.scatter(x[hit], np.full(hit.sum(), k), marker="|", s=60, color=colour)
+            ax.set_yticks(range(len(present_flags)))
+            ax.set_yticklabels([f[1] for f in present_flags] if col == 0 else [], fontsize=7)
+            ax.set_ylim(-0.7, len(present_flags) - 0.3)
+            ax.grid(alpha=0.3, axis="x")
+        axes[-1, col].set_xlabel("residue number", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fsc_plot(freq_invA: np.ndarray, fsc: np.ndarray, resolution_A: float | None = None,
+             crossing_A: float | None = None) -> bytes:
+    """Model-map FSC against spatial frequency, with the 0.5 threshold and its crossing."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    ax.plot(freq_invA, fsc, color="#2c6fad", lw=1.5, label="model-map FSC")
+    ax.axhline(0.5, color="#7f8c8d", lw=0.8, ls="--", label="0.5")
+    if crossing_A:
+        ax.axvline(1.0 / crossing_A, color="#c0392b", lw=0.8, label=f"FSC = 0.5 at {crossing_A:.2f} Å")
+    if resolution_A:
+        ax.axvline(1.0 / resolution_A, color="#27ae60", lw=0.8, ls=":", label=f"map resolution {resolution_A:g} Å")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC")
+    ax.set_ylim(min(-0.1, float(np.nanmin(fsc)) - 0.05) if len(fsc) else -0.1, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def ramachandran_plot(per_residue: pd.DataFrame, background: Mapping[str, np.ndarray] | None = None) -> bytes | None:
+    """phi/psi scatter with outliers marked; ``background`` = {"phi_deg", "psi_deg", "percentile"}
+    grid (e.g. the Top8000 general-case contours) drawn at the favoured/allowed levels."""
+    if "phi_deg" not in per_residue or "psi_deg" not in per_residue:
+        return None
+    table = per_residue.dropna(subset=["phi_deg", "psi_deg"])
+    if table.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    if background is not None:
+        ax.contourf(background["phi_deg"], background["psi_deg"], background["percentile"],
+                    levels=[0.0005, 0.02, 1.0], colors=["#dde8f3", "#a9c6e3"], zorder=0)
+    category = table.get("rama_category", pd.Series(["unknown"] * len(table), index=table.index)).astype(str)
+    styles = {"favoured": ("#2c6fad", 6, "favoured"), "allowed": ("#e0a100", 10, "allowed"),
+              "outlier": ("#c0392b", 22, "outlier")}
+    for name, (colour, size, label) in styles.items():
+        sel = category == name
+        if sel.any():
+            ax.scatter(table.loc[sel, "phi_deg"], table.loc[sel, "psi_deg"], s=size, color=colour,
+                       label=f"{label} ({int(sel.sum())})", zorder=2)
+    other = ~category.isin(list(styles))
+    if other.any():
+        ax.scatter(table.loc[other, "phi_deg"], table.loc[other, "psi_deg"], s=5, color="#95a5a6", zorder=1)
+    outliers = table[category == "outlier"]
+    for _, row in outliers.head(20).iterrows():
+        ax.annotate(f"{row['chain_id']}{row['res_seq']}", (row["phi_deg"], row["psi_deg"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points", color="#c0392b")
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-180, 180)
+    ax.set_xticks(range(-180, 181, 90))
+    ax.set_yticks(range(-180, 181, 90))
+    ax.set_xlabel("phi (deg)")
+    ax.set_ylabel("psi (deg)")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", frameon=True)
+    fig.tight_layout()
+    return _png(fig)
