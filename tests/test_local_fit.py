@@ -291,3 +291,33 @@ def test_tempy_helpers():
     # last crossing, between 10/3 Å (0.6) and 2.5 Å (0.3), interpolated in Å
     assert got[0] == pytest.approx(2.5 + (0.5 - 0.3) * (10 / 3 - 2.5) / 0.3)
     assert got[1] == 0.0
+
+
+def _two_chains(model):
+    """The model twice, as chains A and B (B moved by 25 Å along x), one AtomModel."""
+    import dataclasses
+
+    from emforge.models import AtomModel
+
+    b = dataclasses.replace(model, coords=model.coords + (25.0, 0.0, 0.0),
+                            chain_id=np.full(len(model), "B"),
+                            residue_index=model.residue_index + model.residue_index.max() + 1)
+    fields = [f.name for f in dataclasses.fields(AtomModel)]
+    return AtomModel(**{k: np.concatenate([getattr(model, k), getattr(b, k)]) for k in fields})
+
+
+def test_smocf_windows_stop_at_chain_ends(crambin):
+    R = 3.0
+    both = _two_chains(crambin)
+    grid = DensityMap.around_points(both.coords, 1.2, 6.0)
+    rng = np.random.default_rng(21)
+    sim = simulate_map(both, grid, R, kernel="gmm")
+    m = grid.with_data((sim.data + rng.normal(scale=0.3 * sim.data.std(), size=grid.shape)).astype(np.float32))
+    for span in (False, True):
+        table = smoc(both, m, R, fragment=True, span_breaks=span)
+        sets = _brute_sets(both, m, 2.5 * max(0.225 * R, 1.0))
+        chain = both.residue_table()["chain_id"]
+        windows = _window_sets(sets, (chain == "B").astype(int), 5)
+        assert np.allclose(table["smocf"], [_moc(w, m.data.ravel(), _zscored_model_map(both, m, R)) for w in windows],
+                           atol=1e-9)
+    assert table["chain_id"].tolist() == list(chain)

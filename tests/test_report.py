@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import base64
+import html
 import html.parser
 import io
 import math
+import urllib.parse
 
 import numpy as np
 import pandas as pd
@@ -433,7 +435,7 @@ def test_summary_report_escapes_text(scores):
     assert "<script>" not in p_text and "<s>" not in p_text and "<i>" not in p_text
     p = parse(p_text)
     assert "script" not in p.tags and "s" not in p.tags
-    assert p.links == [HOSTILE + "/report.html"]
+    assert p.links == [urllib.parse.quote(HOSTILE) + "/report.html"]  # URL-encoded, then HTML-escaped
     assert float(p.values[f"summary.{HOSTILE}.<s>.map_fit.cc"]) == pytest.approx(0.812345)
     assert p.tables["summary"][1][:2] == [HOSTILE, "<s>"]
     assert "<i>x</i>" in p.visible

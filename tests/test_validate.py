@@ -356,3 +356,22 @@ def test_write_validation_writes_nothing_when_a_plot_fails(tmp_path, crambin, mo
     with pytest.raises(RuntimeError, match="plotting failed"):
         write_validation(result, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_smoc_convention_switch(shared_data):
+    """'tempy' uses TEMPy's half-voxel voxel placement and snapped-atom model map: other numbers, same residues."""
+    from emforge.local_fit import smoc, tempy_classic_model_map
+    from emforge.maps import DensityMap
+    from emforge.models import read_model
+    from emforge.simulate import simulate_map
+    from emforge.validate import ValidationSettings, validate_structure
+
+    model = read_model(shared_data / "chains" / "1crn_A.pdb.gz")
+    grid = DensityMap.around_points(model.coords, 1.2, 6.0)
+    m = simulate_map(model, grid, 4.0)
+    settings = ValidationSettings(families=("local_fit",), smoc_convention="tempy")
+    table = validate_structure(model, m, 4.0, settings=settings).per_residue
+    expected = smoc(model, m, 4.0, sim_map=tempy_classic_model_map(model, m, 4.0), grid_offset_vox=0.5)
+    np.testing.assert_allclose(table["smoc"].to_numpy(float), expected["smoc"].to_numpy(float), atol=1e-12)
+    with pytest.raises(InputError, match="smoc_convention"):
+        ValidationSettings.from_mapping({"smoc_convention": "chimera"})

@@ -178,7 +178,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if (args.map is None) != (args.resolution is None):
         raise InputError("--map and --resolution go together")
-    settings = ValidationSettings(kernel=args.kernel, mask_radius_A=args.mask_radius, seed=args.seed)
+    settings = ValidationSettings.from_mapping({"kernel": args.kernel, "mask_radius_A": args.mask_radius,
+                                                "seed": args.seed, "smoc_convention": args.smoc_convention})
     n_steps = (4 if args.map else 0) + 1 + (1 if args.reference else 0) + 1
     with _steps(n_steps, "validate") as steps:
         result = validate_model(args.model, args.map, args.resolution, reference_path=args.reference,
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", choices=KERNELS, default="emrefiner")
     p.add_argument("--mask-radius", type=_positive)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoc-convention", choices=("emforge", "tempy"), default="emforge",
+                   help="SMOC/SMOCf frame and model map; 'tempy' reproduces TEMPy 2.1.2's numbers [emforge]")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--out-dir", required=True, help="folder for scores.json, per_residue.csv, plots/")
     p.set_defaults(func=cmd_validate)

@@ -20,6 +20,7 @@ import io
 import logging
 import math
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -339,11 +340,13 @@ def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
         parts.append(_key_value_table(f"{step}.map_fit", fit, MAP_FIT_ROWS, extra=False))
         if "fsc" in plots:
             parts.append(_img(_png_b64(plots["fsc"]), "model-map FSC", f"plot-{step}-fsc"))
-    if per_residue is not None and len(per_residue) and "per_residue" in plots:
-        parts.append("<h3>Per-residue scores along the sequence</h3>")
-        parts.append(_img(_png_b64(plots["per_residue"]), "per-residue scores along the sequence",
-                          f"plot-{step}-per-residue"))
-        parts.append(_worst_residues_table(per_residue, n_worst, step))
+    if per_residue is not None and len(per_residue):
+        if "per_residue" in plots:
+            parts.append("<h3>Per-residue scores along the sequence</h3>")
+            parts.append(_img(_png_b64(plots["per_residue"]), "per-residue scores along the sequence",
+                              f"plot-{step}-per-residue"))
+        if fit:  # lowest local CC is a map-fit finding: shown with or without the plot
+            parts.append(_worst_residues_table(per_residue, n_worst, step))
     if geometry:
         parts.append("<h3>Geometry</h3>")
         parts.append(_key_value_table(f"{step}.geometry", geometry, GEOMETRY_ROWS, extra=False))
@@ -380,6 +383,7 @@ def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_sta
                          n_worst_residues: int = 10, title: str | None = None) -> str:
     """The HTML text of a dataset's report (see :func:`render_dataset_report`)."""
     heading = title or f"emforge report: {dataset_id}"
+    models = models or {}
     parts = [f"<h1>{_esc(heading)}</h1>", _meta_line("dataset", dataset_id)]
     if models:
         links = " · ".join(f'<a href="#model-{_esc(step)}">{_esc(step)}</a>' for step in models)
@@ -456,7 +460,8 @@ def build_summary_report(table: pd.DataFrame, title: str = "emforge summary") ->
     for row in table.itertuples(index=False):
         values = dict(zip(table.columns, row))
         cells = "".join(_value_cell(f"summary.{values['dataset']}.{values['step']}.{c}", values[c]) for c, _ in columns)
-        lines.append(f'<tr><td><a href="{_esc(values["dataset"])}/report.html">{_esc(values["dataset"])}</a></td>'
+        href = urllib.parse.quote(str(values["dataset"]))
+        lines.append(f'<tr><td><a href="{_esc(href)}/report.html">{_esc(values["dataset"])}</a></td>'
                      f"<td>{_esc(values['step'])}</td>{cells}</tr>")
     parts = [f"<h1>{_esc(title)}</h1>", _meta_line("datasets", str(table["dataset"].nunique())),
              f'<table class="summary">\n{header}\n' + "\n".join(lines) + "\n</table>"]

@@ -52,6 +52,9 @@ class ValidationSettings:
     local_radius_A: float = 8.0         #: radius around a residue for its local CC (paper 000)
     fsc_mask_radius_A: float | None = None  #: soft mask radius for the model-map FSC (None: whole box)
     qscore_sigma_A: float = 0.6         #: width of Q-score's reference Gaussian (Pintilie 2020)
+    #: SMOC/SMOCf voxel frame and model map: "emforge" (voxel centres at origin + i * voxel, exact
+    #: Gaussians) or "tempy" (TEMPy 2.1.2's half-voxel placement and snapped-atom model map: TEMPy's numbers)
+    smoc_convention: str = "emforge"
     seed: int = 0                       #: for any stochastic part (recorded in the output)
     families: tuple[str, ...] = ("map_fit", "local_fit", "qscore", "geometry", "reference")
 
@@ -64,7 +67,10 @@ class ValidationSettings:
             raise InputError(f"unknown validation setting(s): {', '.join(unknown)}")
         if "families" in values:
             values["families"] = tuple(values["families"])
-        return cls(**values)
+        settings = cls(**values)
+        if settings.smoc_convention not in ("emforge", "tempy"):
+            raise InputError(f"smoc_convention must be 'emforge' or 'tempy', got {settings.smoc_convention!r}")
+        return settings
 
 
 @dataclass
@@ -121,9 +127,16 @@ def _map_fit(model: AtomModel, density_map: DensityMap, resolution_A: float, s: 
     per_residue = _merge(per_residue, local.rename(columns={"n_points": "local_cc_n_points"}))
     summary["local_cc_radius_A"] = s.local_radius_A
     if "local_fit" in s.families:
-        from emforge.local_fit import local_fit
+        from emforge.local_fit import loqfit, smoc, tempy_classic_model_map
 
-        per_residue = _merge(per_residue, local_fit(model, density_map, resolution_A))
+        if s.smoc_convention == "tempy":
+            smoc_kw = {"sim_map": tempy_classic_model_map(model, density_map, resolution_A), "grid_offset_vox": 0.5}
+        else:
+            smoc_kw = {}
+        for fragment in (False, True):
+            per_residue = _merge(per_residue, smoc(model, density_map, resolution_A, fragment=fragment, **smoc_kw),
+                                 skip=("n_voxels",))
+        per_residue = _merge(per_residue, loqfit(model, density_map, resolution_A))
         from emforge.local_pcc import local_pcc_decoupled
 
         per_residue = _merge(per_residue, local_pcc_decoupled(model, density_map, resolution_A),
@@ -252,7 +265,8 @@ def validate_structure(model: AtomModel, density_map: DensityMap | None = None, 
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(s).items()},
     }
     curve = None
-    if density_map is not None:
+    map_families = {"map_fit", "local_fit", "qscore"} & set(s.families)
+    if density_map is not None and map_families:
         resolution = require_positive(resolution_A, "resolution (Å)")
         fit, per_residue, curve = _map_fit(model, density_map, resolution, s, per_residue, step,
                                            map_path, model_path)

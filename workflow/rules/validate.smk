@@ -16,7 +16,6 @@ rule validate:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "model": "{step}", "table": "per-residue scores"},
         ),
-        fsc="results/{dataset}/validate/{step}/fsc.csv",
         plots=directory("results/{dataset}/validate/{step}/plots"),
         provenance="results/{dataset}/validate/{step}/provenance.json",
     params:

@@ -16,8 +16,9 @@ with rule_log(smk.log[0], "validate", smk.threads) as log:
     result.summary = {"dataset": smk.wildcards.dataset, "step": smk.wildcards.step, **result.summary}
     written = write_validation(result, Path(smk.output.scores).parent)
     Path(smk.output.plots).mkdir(parents=True, exist_ok=True)
-    fit, geometry = result.summary["map_fit"], result.summary["geometry"]
-    log.info("cc %.4f, cc_mask %.4f, MolProbity score %s", fit["cc"], fit["cc_mask"], geometry["molprobity_score"])
+    fit, geometry = result.summary.get("map_fit", {}), result.summary.get("geometry", {})
+    log.info("cc %s, cc_mask %s, MolProbity score %s", fit.get("cc"), fit.get("cc_mask"),
+             geometry.get("molprobity_score"))
     log.info("wrote %s", ", ".join(str(p) for p in written.values()))
     write_provenance(smk.output.provenance, "validate", parameters={**vars(settings), "resolution_A": resolution_A},
                      inputs={"model": smk.input.model, "map": smk.input.map, "reference": reference},

@@ -19,9 +19,9 @@ Method
   The mapping log f -> percentile is precomputed by ``tools/build_geometry_tables.py``. The esd
   scale (> 1: real chi distributions have heavier tails than Gaussians) was calibrated on the
   residue types that have both a grid and central values, by matching outlier rates on real
-  chains per chi count (2 and 3 chis) and extrapolating to the 4 chis of Arg/Lys; on those types
-  the mixture changes the outlier verdict of 2-3 % of residues relative to the grid (see
-  ``benchmarks/results/geometry_vs_molprobity.md``). This approximates MolProbity's Arg/Lys
+  chains per chi count (2 and 3 chis: 1.228, 1.376) and extrapolating to the 4 chis of Arg/Lys
+  (1.524); on those types the mixture changes the outlier verdict of 0.6-3 % of residues relative
+  to the grid (see ``benchmarks/results/geometry_vs_molprobity.md``). This approximates MolProbity's Arg/Lys
   verdicts, it does not reproduce them; the summary reports the number of residues scored this
   way (``n_rotamer_central_values``) and the grid-only figures.
 * Category: outlier when percentile < 0.003 (0.3 %), favoured when >= 0.02, allowed in between.
