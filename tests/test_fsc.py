@@ -9,8 +9,9 @@ import pytest
 from scipy.spatial import cKDTree
 
 from emforge.errors import InputError
-from emforge.fsc import fsc_crossing, fsc_curve, model_map_fsc, shell_indices, soft_mask
+from emforge.fsc import fsc_crossing, fsc_curve, model_map_fsc, shell_indices
 from emforge.maps import DensityMap
+from emforge.masks import soft_mask
 from emforge.models import read_model
 from emforge.simulate import simulate_map
 

@@ -8,8 +8,9 @@ from scipy.spatial import cKDTree
 
 from emforge.errors import InputError
 from emforge.maps import DensityMap
+from emforge.masks import model_mask
 from emforge.models import read_model
-from emforge.scores import local_cc_per_residue, model_mask, pearson_cc, score_model_map
+from emforge.scores import local_cc_per_residue, pearson_cc, score_model_map
 from emforge.simulate import simulate_map
 
 

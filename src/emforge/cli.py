@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -52,23 +51,15 @@ def _steps(total: int, desc: str) -> Iterator[_Steps]:
 
 
 def _write_json(path: str | None, record: dict) -> None:
-    text = json.dumps(record, indent=2, sort_keys=False, default=_json_default) + "\n"
+    from emforge import jsonio
+
+    text = jsonio.dumps(record)
     if path in (None, "-"):
         sys.stdout.write(text)
     else:
         from emforge.atomic import write_text_atomic
 
         write_text_atomic(path, text)
-
-
-def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _print_table(record: dict, keys: Sequence[str]) -> None:

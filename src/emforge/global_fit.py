@@ -12,7 +12,7 @@ level and ``S = {s > t_s}`` those above the model map's contour.
     and as ChimeraX ``measure correlation`` "about mean" over the whole grid.
 ``ccc_mask``
     Pearson correlation over the voxels within ``mask_radius_A`` (default max(3 Å, R/2))
-    of any atom (:func:`emforge.scores.model_mask`; emforge's ``cc_mask``, paper 000's
+    of any atom (:func:`emforge.masks.model_mask`; emforge's ``cc_mask``, paper 000's
     masked CC). No TEMPy counterpart.
 ``ccc_envelope``
     Pearson correlation ("about mean") over the model map's envelope ``S``: ChimeraX
@@ -71,8 +71,9 @@ import numpy as np
 from emforge.errors import InputError, require_positive
 from emforge.fsc import model_map_fsc
 from emforge.maps import DensityMap
+from emforge.masks import model_mask
 from emforge.models import AtomModel
-from emforge.scores import check_overlap, default_mask_radius_A, model_mask, pearson_cc
+from emforge.scores import check_overlap, default_mask_radius_A, pearson_cc
 from emforge.simulate import simulate_map
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from emforge.errors import InputError, require_positive
 from emforge.maps import DensityMap
+from emforge.masks import model_mask
 from emforge.models import AtomModel
 from emforge.simulate import simulate_map
 
@@ -56,41 +57,6 @@ def pearson_cc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> 
 def default_mask_radius_A(resolution_A: float) -> float:
     """Mask radius around atoms for ``cc_mask``: max(3 Å, R/2)."""
     return max(3.0, 0.5 * resolution_A)
-
-
-@numba.njit(cache=True)
-def _stamp_spheres(idx_xyz, radius_vox, shape_zyx):
-    nz, ny, nx = shape_zyx
-    mask = np.zeros((nz, ny, nx), np.bool_)
-    rx, ry, rz = radius_vox[0], radius_vox[1], radius_vox[2]
-    for a in range(idx_xyz.shape[0]):
-        cx, cy, cz = idx_xyz[a, 0], idx_xyz[a, 1], idx_xyz[a, 2]
-        k0 = max(0, int(math.ceil(cz - rz)))
-        k1 = min(nz - 1, int(math.floor(cz + rz)))
-        j0 = max(0, int(math.ceil(cy - ry)))
-        j1 = min(ny - 1, int(math.floor(cy + ry)))
-        i0 = max(0, int(math.ceil(cx - rx)))
-        i1 = min(nx - 1, int(math.floor(cx + rx)))
-        for k in range(k0, k1 + 1):
-            dz = (k - cz) / rz
-            for j in range(j0, j1 + 1):
-                dy = (j - cy) / ry
-                dzy = dz * dz + dy * dy
-                if dzy > 1.0:
-                    continue
-                for i in range(i0, i1 + 1):
-                    dx = (i - cx) / rx
-                    if dzy + dx * dx <= 1.0:
-                        mask[k, j, i] = True
-    return mask
-
-
-def model_mask(model: AtomModel, like: DensityMap, radius_A: float) -> np.ndarray:
-    """Boolean grid [z, y, x] on ``like``: grid points within ``radius_A`` of any atom."""
-    radius = require_positive(radius_A, "mask radius (Å)")
-    idx = like.world_to_index(model.coords)
-    return _stamp_spheres(np.ascontiguousarray(idx), radius / like.voxel_size,
-                          np.array(like.shape, np.int64))
 
 
 @numba.njit(cache=True, parallel=True)

@@ -21,7 +21,6 @@ units), ``per_residue.csv`` (one row per residue: every local score and flag),
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emforge import jsonio
 from emforge.atomic import atomic_path, write_text_atomic
 from emforge.errors import InputError, require_positive
 from emforge.maps import DensityMap, read_map
@@ -100,7 +100,8 @@ def _map_fit(model: AtomModel, density_map: DensityMap, resolution_A: float, s: 
              per_residue: pd.DataFrame, step: Callable[[str], None], map_path, model_path):
     from emforge.fsc import model_map_fsc
     from emforge.global_fit import global_fit
-    from emforge.scores import check_overlap, default_mask_radius_A, local_cc_per_residue, model_mask, pearson_cc
+    from emforge.masks import model_mask
+    from emforge.scores import check_overlap, default_mask_radius_A, local_cc_per_residue, pearson_cc
     from emforge.simulate import simulate_map
 
     if np.std(density_map.data, dtype=np.float64) == 0:
@@ -330,27 +331,9 @@ def _rama_background() -> dict | None:
     return {"phi_deg": phi, "psi_deg": psi, "percentile": percentile}
 
 
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _clean(value):
-    """NaN/inf -> None, recursively, so the JSON is strict."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, float | np.floating) and not np.isfinite(value):
-        return None
-    return value
-
-
 def summary_json(summary: dict) -> str:
-    return json.dumps(_clean(summary), indent=2, default=_json_default, allow_nan=False) + "\n"
+    """Strict JSON text of a validation summary (NaN -> null)."""
+    return jsonio.dumps(summary)
 
 
 def write_validation(result: ValidationResult, out_dir: str | os.PathLike, plots: bool = True) -> dict[str, Path]:

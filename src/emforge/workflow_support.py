@@ -19,16 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import numpy as np
-
 import emforge
+from emforge import jsonio
 from emforge.atomic import atomic_path, write_text_atomic
 from emforge.errors import InputError
 from emforge.provenance import provenance_record
@@ -112,27 +110,9 @@ def rule_log(log_path: str | os.PathLike | None, step: str, threads: int = 1,
 
 # -- outputs --------------------------------------------------------------------------------------
 
-def to_jsonable(value):
-    """Convert numpy scalars/arrays, paths and non-finite floats (to ``None``) for strict JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
 def write_json(path: str | os.PathLike, record: Mapping) -> Path:
     """Write ``record`` as indented strict JSON (NaN/inf become null), atomically."""
-    text = json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n"
-    write_text_atomic(path, text)
+    write_text_atomic(path, jsonio.dumps(record))
     return Path(path)
 
 
