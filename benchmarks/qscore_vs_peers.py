@@ -48,26 +48,34 @@ import contextlib
 import datetime as dt
 import io
 import math
-import os
-import platform
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numba
 import numpy as np
 import pandas as pd
 
-from emforge.atomic import write_text_atomic
-from emforge.maps import DensityMap, read_map, write_map
-from emforge.models import AtomModel, read_model, write_model
-from emforge.qscore import qscore
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402  (helpers shared by the benchmarks)
+    DATA,
+    REPO,
+    best_ms,
+    geomean,
+    git_commit,
+    load_average,
+    load_line,
+    machine,
+    versions,
+    write_markdown,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EMFORGE_TEST_DATA", "/work/shared/data"))
+from emforge.maps import DensityMap, read_map, write_map  # noqa: E402
+from emforge.models import AtomModel, read_model, write_model  # noqa: E402
+from emforge.qscore import qscore  # noqa: E402
+
 OUT = REPO / "benchmarks" / "results" / "qscore_vs_peers.md"
 
 #: (name, map, model) relative to DATA/maps; deposited models in their own maps
@@ -80,6 +88,8 @@ CASES = [
 ]
 MAPQ_SHELLS = [round(0.1 * i, 1) for i in range(21)]          # 0, 0.1, ..., 2.0
 CCTBX_DEFAULT_SHELLS = list(np.linspace(0.1, 2.0, 20))
+VERSIONS = ["emforge", "numpy", "numba", "scipy", "pandas", "cctbx-base", "coot_headless_api"]
+OWN_FILES = ["src/emforge/qscore.py"]  # uncommitted changes here are noted next to the commit
 
 
 @dataclass
@@ -114,15 +124,6 @@ def shifted_inputs(case: Case, folder: Path) -> tuple[str, str]:
 
 
 # -- tools --------------------------------------------------------------------------------------
-
-def timed(fn, *args, repeats=1, **kwargs):
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - t)
-    return out, 1000.0 * best
-
 
 def ours_table(model: AtomModel, per_atom: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"chain": model.chain_id.astype(str), "resseq": model.res_seq.astype(int),
@@ -204,40 +205,6 @@ def pearson(a, b) -> float:
 
 # -- report -------------------------------------------------------------------------------------
 
-def versions() -> str:
-    names = ["emforge", "numpy", "numba", "scipy", "pandas", "cctbx-base", "coot_headless_api"]
-    out = []
-    for n in names:
-        try:
-            out.append(f"{n} {metadata.version(n)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{n} (not installed)")
-    return ", ".join(out)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), no GPU used, Python {platform.python_version()}"
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/emforge/qscore.py"], cwd=REPO,
-                               capture_output=True, text=True, check=False).stdout.strip()
-        return head + (" (src/emforge/qscore.py not yet committed)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def f(x, d=3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{d}f}"
 
@@ -252,7 +219,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timing repeats for ours and Coot (best of)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    load_start = os.getloadavg()[0]
+    load_start = load_average()
     cases = load_cases()
     if not cases:
         print("no cases found", file=sys.stderr)
@@ -266,10 +233,10 @@ def main(argv=None) -> int:
         for case in cases:
             print(f"== {case.name}", file=sys.stderr)
             mp, mo = shifted_inputs(case, Path(tmp))
-            (per_atom, per_res, summary), ms_ours = timed(qscore, case.model, case.density_map, seed=args.seed,
-                                                          repeats=args.repeats)
+            ms_ours, (per_atom, per_res, summary) = best_ms(args.repeats, qscore, case.model, case.density_map,
+                                                            seed=args.seed)
             numba.set_num_threads(1)
-            _, ms_ours1 = timed(qscore, case.model, case.density_map, seed=args.seed, repeats=args.repeats)
+            ms_ours1, _ = best_ms(args.repeats, qscore, case.model, case.density_map, seed=args.seed)
             numba.set_num_threads(threads)
             if not np.array_equal(qscore(case.model, case.density_map, seed=args.seed + 1)[0], per_atom,
                                   equal_nan=True):
@@ -319,7 +286,7 @@ def main(argv=None) -> int:
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, file=sys.stderr)
 
     text = report(args, rows, notes, threads, load_start)
-    write_text_atomic(args.out, text)
+    write_markdown(args.out, text)
     print(text)
     return 0
 
@@ -332,18 +299,14 @@ def report(args, rows, notes, threads, load_start) -> str:
     def col(key):
         return np.array([r.get(key, np.nan) for r in rows], float)
 
-    def gm(x):
-        x = x[np.isfinite(x) & (x > 0)]
-        return float(np.exp(np.mean(np.log(x)))) if len(x) else float("nan")
-
     lines = [
         "# Q-score: emforge vs cctbx vs Coot",
         "",
         f"- command: {cmd}",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {machine()}; numba threads: {threads}",
-        f"- emforge commit: {git_commit()}",
-        f"- versions: {versions()}",
+        f"- emforge commit: {git_commit(OWN_FILES, ' (src/emforge/qscore.py not yet committed)')}",
+        f"- versions: {versions(VERSIONS)}",
         f"- seed: {args.seed} (the Q-score sampling is deterministic, MapQ's spiral; the seed is only recorded)",
         "- cases: deposited models in their experimental maps from `../shared/data/maps` (the files carry no "
         "hydrogens); Q over all heavy atoms, ligands included",
@@ -360,7 +323,7 @@ def report(args, rows, notes, threads, load_start) -> str:
         "header origin); Q is translation invariant",
         "- per-atom matching by chain, residue number, atom name; per-residue values are means over the matched "
         "atoms (Coot: its own per-residue values vs our residue means)",
-        f"- load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f}",
+        load_line(load_start),
         "",
         "## Agreement",
         "",
@@ -410,8 +373,9 @@ def report(args, rows, notes, threads, load_start) -> str:
             f"{f(r.get('ms_c32', np.nan) / r['ms_ours'], 2)} | {f(r.get('ms_c8', np.nan) / r['ms_ours'], 2)} | "
             f"{f(r.get('ms_coot', np.nan) / r['ms_ours'], 2)} |")
     lines.append(
-        f"| **summary** | | | | | | | geo-mean {f(gm(col('ms_c32') / col('ms_ours')), 2)} | "
-        f"geo-mean {f(gm(col('ms_c8') / col('ms_ours')), 2)} | geo-mean {f(gm(col('ms_coot') / col('ms_ours')), 2)} |")
+        f"| **summary** | | | | | | | geo-mean {f(geomean(col('ms_c32') / col('ms_ours')), 2)} | "
+        f"geo-mean {f(geomean(col('ms_c8') / col('ms_ours')), 2)} | "
+        f"geo-mean {f(geomean(col('ms_coot') / col('ms_ours')), 2)} |")
     if notes:
         lines += ["", "## Failures", ""] + [f"- {n}" for n in notes]
     lines += ["", "## Notes", "",

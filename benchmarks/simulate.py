@@ -40,32 +40,40 @@ import argparse
 import csv
 import datetime as dt
 import math
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, fields
-from importlib import metadata
 from pathlib import Path
 
 import gemmi
 import numba
 import numpy as np
 
-from emforge.atomic import write_text_atomic
-from emforge.maps import DensityMap
-from emforge.models import AtomModel, read_model, to_gemmi, write_model
-from emforge.simulate import kernel_parameters, simulate_map
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402  (helpers shared by the benchmarks)
+    DATA,
+    REPO,
+    best_ms,
+    geomean,
+    git_commit,
+    load_average,
+    load_line,
+    machine,
+    tempy_structure,
+    versions,
+    write_markdown,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EMFORGE_TEST_DATA", "/work/shared/data"))
+from emforge.maps import DensityMap  # noqa: E402
+from emforge.models import AtomModel, read_model, to_gemmi  # noqa: E402
+from emforge.simulate import kernel_parameters, simulate_map  # noqa: E402
+
 OUT = REPO / "benchmarks" / "results" / "simulate.md"
 CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 SETTINGS = [(2.0, 0.8), (6.0, 1.2)]  # (resolution Å, voxel Å)
 KERNEL = "gmm"
 CUTOFF_SIGMA = 3.0
+VERSIONS = ["emforge", "numpy", "numba", "scipy", "gemmi", "BioTEMPy", "voxcov"]
+OWN_FILES = ["src/emforge/simulate.py"]  # uncommitted changes here are noted next to the commit
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -143,18 +151,6 @@ def build_cases(seed: int) -> list[Case]:
 
 # -- tools -------------------------------------------------------------------------------------
 
-def best_ms(repeats: int, fn, *args, **kwargs):
-    """Warm-up call of ``fn(*args, **kwargs)``, then the best of ``repeats`` timed calls (ms) and the
-    last result."""
-    result = fn(*args, **kwargs)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - t0)
-    return best * 1e3, result
-
-
 def gemmi_structure(model: AtomModel, grid: DensityMap) -> gemmi.Structure:
     st = to_gemmi(model.with_coords(model.coords - grid.origin))
     st.cell = gemmi.UnitCell(*(grid.shape_xyz * grid.voxel_size), 90, 90, 90)
@@ -203,18 +199,6 @@ def tempy_available() -> bool:
         return False
 
 
-def tempy_structure(model: AtomModel):
-    from TEMPy.protein.structure_parser import PDBParser
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.pdb"
-        write_model(path, model)
-        s = PDBParser.read_PDB_file("bench", str(path), hetatm=True, water=True)
-    if len(s.atomList) != len(model):
-        raise RuntimeError(f"TEMPy read {len(s.atomList)} atoms, expected {len(model)}")
-    return s
-
-
 def tempy_map(structure, grid: DensityMap, R: float, with_vc: bool) -> np.ndarray:
     from TEMPy.maps.em_map import Map
     from TEMPy.protein.structure_blurrer import StructureBlurrer
@@ -234,40 +218,6 @@ def cc(a: np.ndarray, b: np.ndarray) -> float:
 
 # -- report ------------------------------------------------------------------------------------
 
-def versions() -> str:
-    names = ["emforge", "numpy", "numba", "scipy", "gemmi", "BioTEMPy", "voxcov"]
-    out = []
-    for n in names:
-        try:
-            out.append(f"{n} {metadata.version(n)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{n} (not installed)")
-    return ", ".join(out)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), no GPU used, Python {platform.python_version()}"
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src/emforge/simulate.py"], cwd=REPO,
-                               capture_output=True, text=True, check=False).stdout.strip()
-        return head + (" (src/emforge/simulate.py not yet committed)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def fmt(x: float, digits: int = 1) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
@@ -280,7 +230,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
-    args.load_start = f"{os.getloadavg()[0]:.2f}"
+    args.load_start = load_average()
     print(f"seed {args.seed}", flush=True)
     cases = build_cases(args.seed)
     have_tempy = tempy_available()
@@ -292,31 +242,31 @@ def main(argv=None) -> int:
             _, sigma = kernel_parameters(case.model, R, KERNEL)
             grid = DensityMap.around_points(case.model.coords, voxel,
                                             CUTOFF_SIGMA * float(sigma.max()) + 2 * voxel)
-            ours_ms, ours = best_ms(args.repeats, simulate_map, case.model, grid, R, KERNEL)
+            ours_ms, ours = best_ms(args.repeats, simulate_map, case.model, grid, R, KERNEL, warmup=True)
             numba.set_num_threads(1)
             try:
-                ours1_ms, _ = best_ms(args.repeats, simulate_map, case.model, grid, R, KERNEL)
+                ours1_ms, _ = best_ms(args.repeats, simulate_map, case.model, grid, R, KERNEL, warmup=True)
             finally:
                 numba.set_num_threads(threads)
             st = gemmi_structure(case.model, grid)
             med_b = float(np.median(case.model.b_factor))
             g_cut = matched_gemmi_cutoff(R, med_b)
-            gem_ms, gem = best_ms(args.repeats, gemmi_map, st, grid, R, g_cut)
+            gem_ms, gem = best_ms(args.repeats, gemmi_map, st, grid, R, g_cut, warmup=True)
             gem_cc = cc(ours.data, gem)
             # same per-atom widths, each Gaussian normalised to the atom's mass (≈ 2 Z for C, N, O, S),
             # as gemmi's scattering-factor densities are; "gmm" amplitudes are Z whatever the width
             ours_norm = simulate_map(case.model, grid, R, "emrefiner", sigma_A=sigma).data
             gem_cc_norm = cc(ours_norm, gem)
             del gem, ours_norm
-            gem_def_ms, _ = best_ms(args.repeats, gemmi_map, st, grid, R, None)
+            gem_def_ms, _ = best_ms(args.repeats, gemmi_map, st, grid, R, None, warmup=True)
             tvc_ms = tcl_ms = tvc_cc = float("nan")
             if have_tempy:
-                tvc_ms, tvc = best_ms(args.tempy_repeats, tempy_map, tempy_struct, grid, R, True)
+                tvc_ms, tvc = best_ms(args.tempy_repeats, tempy_map, tempy_struct, grid, R, True, warmup=True)
                 # TEMPy's kernel: mass-weighted Gaussians of one width 0.225 R (no B)
                 ours_tempy = simulate_map(case.model, grid, R, "emrefiner", sigma_A=0.225 * R).data
                 tvc_cc = cc(ours_tempy, tvc)
                 del tvc, ours_tempy
-                tcl_ms, _ = best_ms(args.tempy_repeats, tempy_map, tempy_struct, grid, R, False)
+                tcl_ms, _ = best_ms(args.tempy_repeats, tempy_map, tempy_struct, grid, R, False, warmup=True)
             row = {"case": case.name, "atoms": len(case.model), "R": R, "voxel": voxel,
                    "grid": "x".join(str(v) for v in grid.shape_xyz), "ours": ours_ms, "ours1": ours1_ms,
                    "gemmi": gem_ms, "ratio": gem_ms / ours_ms, "ratio1": gem_ms / ours1_ms,
@@ -327,7 +277,7 @@ def main(argv=None) -> int:
             print("  ".join(f"{k}={fmt(v, 3) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
 
     text = report(args, cases, rows, threads, have_tempy)
-    write_text_atomic(args.out, text)
+    write_markdown(args.out, text)
     print(text)
     print(f"written {args.out}")
     return 0
@@ -348,8 +298,8 @@ def report(args, cases, rows, threads, have_tempy) -> str:
         f"- command: `{cmd}`",
         f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {machine()}; numba threads: {threads}",
-        f"- emforge commit: {git_commit()}",
-        f"- versions: {versions()}",
+        f"- emforge commit: {git_commit(OWN_FILES, ' (src/emforge/simulate.py not yet committed)')}",
+        f"- versions: {versions(VERSIONS)}",
         (f"- seed: {args.seed} (choice of chains); timings: best of {args.repeats} after one warm-up call "
          f"(TEMPy: best of {args.tempy_repeats}); all tools on the same grid (shape, voxel, origin)"),
         (f"- ours: `simulate_map(..., kernel=\"{KERNEL}\")`, sigma_i = sqrt((0.225 R)^2 + B_i/8pi^2), "
@@ -370,8 +320,7 @@ def report(args, cases, rows, threads, have_tempy) -> str:
          "amplitude Z does not shrink as B widens the atom (paper 001's Eq. 1), so high-B chains weigh "
          "more: low at 2 Å where B dominates the width. `CC ours-vs-TEMPy vc`: our map with TEMPy's "
          "kernel (mass-weighted, sigma = 0.225 R for all atoms, `kernel=\"emrefiner\", sigma_A=0.225 R`)"),
-        (f"- load average (1 min) at start / end: {args.load_start} / {os.getloadavg()[0]:.2f} "
-         "(other jobs shared the cores; all tools saw the same conditions)"),
+        load_line(args.load_start, note="(other jobs shared the cores; all tools saw the same conditions)"),
         "",
         ("| case | atoms | resolution Å | voxel Å | grid (x,y,z) | ours ms | ours 1t ms | gemmi ms "
          "| ratio gemmi/ours | ratio gemmi/ours 1t | gemmi dflt ms | TEMPy vc ms | TEMPy flt ms "
@@ -394,9 +343,9 @@ def report(args, cases, rows, threads, have_tempy) -> str:
     n = len(rows)
     summary = [
         (f"| **summary** ({n} cases) | | | | | | | "
-         f"| geo-mean {math.exp(np.log(ratio).mean()):.2f}, median {np.median(ratio):.2f}, "
+         f"| geo-mean {geomean(ratio):.2f}, median {np.median(ratio):.2f}, "
          f"min {ratio.min():.2f}; faster in {(ratio > 1).sum()}/{n} "
-         f"| geo-mean {math.exp(np.log(ratio1).mean()):.2f}, min {ratio1.min():.2f}; "
+         f"| geo-mean {geomean(ratio1):.2f}, min {ratio1.min():.2f}; "
          f"faster in {(ratio1 > 1).sum()}/{n} | | | "
          f"| median {np.median(ccs):.4f}, min {ccs.min():.4f} | | |"),
         "",

@@ -25,20 +25,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validate_vs_tempy import (  # noqa: E402  (shared TEMPy plumbing of the fit-score benchmark)
-    DATA,
-    best,
-    geomean,
+from _common import DATA, best_s, geomean, load_average, load_line, tempy_structure, write_markdown  # noqa: E402
+from validate_vs_tempy import (  # noqa: E402  (shared TEMPy plumbing and header lines of the fit-score benchmark)
     git_commit,
     machine,
     quiet,
     synthetic_case,
     tempy_map,
-    tempy_structure,
     versions,
 )
 
-from emforge.atomic import write_text_atomic  # noqa: E402
 from emforge.local_fit import loqfit, smoc  # noqa: E402
 from emforge.maps import read_map  # noqa: E402
 from emforge.models import read_model  # noqa: E402
@@ -75,12 +71,12 @@ def run_case(name, model, m, R, repeats, settings, with_tempy=True):
     row["cold_s"], _ = timed_validation(model, m, R, settings)
     warm = [timed_validation(model, m, R, settings) for _ in range(max(repeats, 1))]
     row["warm_s"], row["families"] = min(warm, key=lambda x: x[0])
-    row["t_smoc"], _ = best(repeats, smoc, model, m, R)
-    row["t_loqfit"], _ = best(repeats, loqfit, model, m, R)
+    row["t_smoc"], _ = best_s(repeats, smoc, model, m, R)
+    row["t_loqfit"], _ = best_s(repeats, loqfit, model, m, R)
     if with_tempy:
         sf, st = ScoringFunctions(), tempy_structure(model)
-        row["t_smoc_tempy"], _ = best(1, quiet, sf.SMOC, tempy_map(m), R, st, fragment_score=False)
-        row["t_loqfit_tempy"], _ = best(1, quiet, sf.LoQFit, st, tempy_map(m), R, verbose=False)
+        row["t_smoc_tempy"], _ = best_s(1, quiet, sf.SMOC, tempy_map(m), R, st, fragment_score=False)
+        row["t_loqfit_tempy"], _ = best_s(1, quiet, sf.LoQFit, st, tempy_map(m), R, verbose=False)
     return row
 
 
@@ -91,7 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     settings = ValidationSettings(seed=args.seed)
-    load0 = Path("/proc/loadavg").read_text().split()[0]
+    load0 = load_average()
 
     rows = []
     name, model, m, R = synthetic_case(args.seed)
@@ -114,7 +110,7 @@ def main(argv=None) -> int:
         f"- emforge commit: {git_commit()}",
         f"- versions: {versions()}",
         f"- seed: {args.seed} (choice of the timing chain and its noise)",
-        f"- load average (1 min) at start / end: {load0} / {Path('/proc/loadavg').read_text().split()[0]}",
+        load_line(load0),
         "- full validation = `validate_structure` with every family (map fit + FSC, local fit: local CC, SMOC, "
         "SMOCf, LoQFit, decoupled local PCC; Q-score; geometry incl. riding hydrogens and clashscore); "
         "`cold` = first call in the process (numba compile or cache load included), `warm` = best of the repeats",
@@ -149,7 +145,7 @@ def main(argv=None) -> int:
     for row in rows:
         cells = " | ".join(f"{row['families'].get(f, np.nan):.2f}" for f in families)
         lines.append(f"| {row['case']} | {cells} |")
-    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    write_markdown(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -41,26 +41,34 @@ import csv
 import datetime as dt
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import gemmi
 import numpy as np
 from scipy import stats
 
-from emforge.atomic import write_text_atomic
-from emforge.geometry.clashes import clash_pairs, clashscore
-from emforge.geometry.covalent import build_restraints, covalent_geometry
-from emforge.geometry.hydrogens import add_riding_hydrogens
-from emforge.models import AtomModel, from_gemmi, read_model, write_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402  (helpers shared by the benchmarks)
+    DATA,
+    REPO,
+    best_ms,
+    geomean,
+    git_commit,
+    load_average,
+    load_line,
+    machine,
+    versions,
+    write_markdown,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EMFORGE_TEST_DATA", "/work/shared/data"))
+from emforge.geometry.clashes import clash_pairs, clashscore  # noqa: E402
+from emforge.geometry.covalent import build_restraints, covalent_geometry  # noqa: E402
+from emforge.geometry.hydrogens import add_riding_hydrogens  # noqa: E402
+from emforge.models import AtomModel, from_gemmi, read_model, write_model  # noqa: E402
+
 OUT = REPO / "benchmarks" / "results" / "geometry_covalent_vs_peers.md"
 ROTATABLE_H = {  # hydrogens whose position depends on a free rotation
     "ALA": {"HB1", "HB2", "HB3"}, "VAL": {"HG11", "HG12", "HG13", "HG21", "HG22", "HG23"},
@@ -69,6 +77,8 @@ ROTATABLE_H = {  # hydrogens whose position depends on a free rotation
     "MET": {"HE1", "HE2", "HE3"}, "LYS": {"HZ1", "HZ2", "HZ3"}, "SER": {"HG"}, "CYS": {"HG"}, "TYR": {"HH"},
 }
 N_TERMINAL_H = {"H", "H1", "H2", "H3"}
+VERSIONS = ("emforge", "numpy", "scipy", "gemmi", "servalcat", "coot-headless-api", "cctbx-base")
+OWN_FILES = ["src/emforge/geometry"]  # uncommitted changes here are noted next to the commit
 
 
 def monlib_dir() -> str:
@@ -95,15 +105,6 @@ def quiet():
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-
-
-def best_ms(repeats: int, fn, *args, **kwargs):
-    best, out = math.inf, None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - t)
-    return 1000.0 * best, out
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -253,36 +254,6 @@ def coot_overlaps(mc, imol, coot_model: AtomModel) -> dict:
 
 # -- main ------------------------------------------------------------------------------------------
 
-def versions() -> str:
-    out = []
-    for pkg in ("emforge", "numpy", "scipy", "gemmi", "servalcat", "coot-headless-api", "cctbx-base"):
-        try:
-            out.append(f"{pkg} {metadata.version(pkg)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{pkg} (not installed)")
-    return ", ".join(out)
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src/emforge/geometry"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return head + (" (src/emforge/geometry has uncommitted changes)" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def fmt(v, nd=3):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "-"
@@ -301,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))
     monlib = monlib_dir()
     os.environ.setdefault("MONLIB", monlib)
-    load_start = os.getloadavg()[0]
+    load_start = load_average()
     cases = choose_cases(args.seed, args.n_cases, args.min_residues, args.max_residues)
     args.out = args.out.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="emforge_geom_bench_"))
@@ -380,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         print(f"{name}: {len(m)} atoms; bond RMSZ {fmt(r['bond_rmsz'])} (servalcat {fmt(r['s_bond_rmsz'])}), "
               f"clashscore {fmt(r['clashscore'], 2)}; {r['t_cov_ours']:.1f} vs {r['t_cov_serv']:.0f} ms", flush=True)
-    load_end = os.getloadavg()[0]
+    load_end = load_average()
     write_report(args, command, results, load_start, load_end)
     return 0
 
@@ -393,15 +364,14 @@ def write_report(args, command, results, load_start, load_end) -> None:
         "# Covalent geometry, riding hydrogens, clashscore: emforge vs servalcat / gemmi / Coot", "",
         f"- command: `{command}` (run with `.venv-bench/bin/python`)",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {os.cpu_count()} cores ({cpu_name()}), no GPU used, Python {platform.python_version()}",
-        f"- emforge commit: {git_commit()}",
-        f"- versions: {versions()}",
+        f"- machine: {machine()}",
+        f"- emforge commit: {git_commit(OWN_FILES, ' (src/emforge/geometry has uncommitted changes)')}",
+        f"- versions: {versions(VERSIONS)}",
         f"- seed: {args.seed} (choice of {len(results)} chains with {args.min_residues}-{args.max_residues} residues "
         f"from `../shared/data/chains`); timings: best of {args.repeats} after a warm-up call for emforge and "
         "gemmi; servalcat and Coot: one call (topology set-up included, as `servalcat util geom` does)",
         "- monomer library for servalcat, gemmi and Coot: the CCP4 library in the coot-headless-api wheel",
-        f"- load average (1 min) at start / end: {load_start:.2f} / {load_end:.2f} "
-        "(shared cores: treat times as ±2x)",
+        load_line(load_start, load_end, "(shared cores: treat times as ±2x)"),
         "",
         "## Bond lengths and angles (heavy atoms): emforge (Engh & Huber 1991) vs servalcat `util geom` "
         "(CCP4 monomer library)", "",
@@ -439,7 +409,7 @@ def write_report(args, command, results, load_start, load_end) -> None:
         f"| **summary** ({len(results)} cases) | | | median {np.median(bz):.3f} | median {np.median(sbz):.3f} | "
         f"median {np.median(br):.4f} | median {np.median(sbr):.4f} | | median {np.median(az):.3f} | "
         f"median {np.median(saz):.3f} | median {np.median(ar):.2f} | median {np.median(sar):.2f} | | "
-        f"max {vmax_b:.1e} | | | max {vmax_a:.1e} | | | | | | geo-mean {np.exp(np.mean(np.log(tcov))):.0f} |")
+        f"max {vmax_b:.1e} | | | max {vmax_a:.1e} | | | | | | geo-mean {geomean(tcov):.0f} |")
     rb_o = np.array([r["match"]["bond"]["rmsd_ours_common"] for r in results])
     rb_s = np.array([r["match"]["bond"]["rmsd_serv_common"] for r in results])
     ra_o = np.array([r["match"]["angle"]["rmsd_ours_common"] for r in results])
@@ -459,7 +429,7 @@ def write_report(args, command, results, load_start, load_end) -> None:
         "(C-N, CA-C-N, C-N-CA).",
         f"- Time, covalent geometry (ours including reading the PDB file with emforge, as servalcat's time "
         f"includes reading it and the monomer library): servalcat/ours geo-mean "
-        f"{np.exp(np.mean(np.log(tcov))):.0f}x, paired t-test on log time p = {p_cov:.1e}.",
+        f"{geomean(tcov):.0f}x, paired t-test on log time p = {p_cov:.1e}.",
         "",
         "## Riding hydrogens: emforge vs gemmi (ReAdd, CCP4 monomer library) and Coot", "",
         "`rigid` = hydrogens fixed by the heavy atoms (all but CH3, NH3+, OH, SH); distance between our "
@@ -498,9 +468,9 @@ def write_report(args, command, results, load_start, load_end) -> None:
         f"{sum(r['h_vs_gemmi']['n_ours'] == r['h_vs_gemmi']['n_common'] for r in results)} cases. gemmi adds "
         "more: H on non-standard residues/ligands and on both His nitrogens (ours: HE2 only, by default).",
         f"- Time, hydrogens (with rotor optimisation): gemmi/ours geo-mean "
-        f"{np.exp(np.mean(np.log(col('t_h_gemmi') / th))):.2f}x; without optimisation "
-        f"{np.exp(np.mean(np.log(col('t_h_gemmi') / col('t_h_ours_fixed')))):.1f}x; Coot/ours "
-        f"{np.exp(np.mean(np.log(col('t_h_coot') / th))):.2f}x (gemmi and Coot do not optimise rotors).",
+        f"{geomean(col('t_h_gemmi') / th):.2f}x; without optimisation "
+        f"{geomean(col('t_h_gemmi') / col('t_h_ours_fixed')):.1f}x; Coot/ours "
+        f"{geomean(col('t_h_coot') / th):.2f}x (gemmi and Coot do not optimise rotors).",
         "",
         "## Clashscore: emforge vs Coot overlaps (no MolProbity/Probe reference can run here)", "",
         "`ours` = emforge clashscore on emforge hydrogens (rotors optimised); `ours@gemmi-H`, `ours@Coot-H` "
@@ -527,7 +497,7 @@ def write_report(args, command, results, load_start, load_end) -> None:
         f"{int(col('n_coot_pairs').sum())} | {int(col('n_coot_excluded').sum())} | "
         f"{int(col('n_common_pairs').sum())} | median {np.median(col('t_clash_ours')):.1f} | "
         f"median {np.median(col('t_overlaps_coot')):.1f} (Coot/ours geo-mean "
-        f"{np.exp(np.mean(np.log(tclash))):.1f}x) |",
+        f"{geomean(tclash):.1f}x) |",
         "",
         f"- Of our {int(col('n_ours_coot_h').sum())} serious clashes (on Coot's hydrogens), "
         f"{int(col('n_ours_in_coot_list').sum())} are in Coot's overlap list; the "
@@ -548,8 +518,7 @@ def write_report(args, command, results, load_start, load_end) -> None:
         "1.05 Å where Probe gives H on carbon 1.22 Å; O 1.52 Å; all C 1.70 Å), so fewer H...H contacts reach "
         "0.4 Å, and it keeps 1-4 pairs (e.g. O...CG1 of Val, C...CB across a disulfide) that Probe excludes.",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out, "\n".join(lines) + "\n")
+    write_markdown(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

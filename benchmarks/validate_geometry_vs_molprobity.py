@@ -42,17 +42,24 @@ import gzip
 import io
 import math
 import os
-import platform
-import subprocess
 import sys
 import tempfile
-import time
 import weakref
-from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EMFORGE_TEST_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # standard library only: safe before cctbx
+    DATA,
+    REPO,
+    best_s,
+    geomean,
+    git_commit,
+    load_average,
+    load_line,
+    machine,
+    versions,
+    write_markdown,
+)
 
 
 def _monomer_library() -> str | None:
@@ -78,7 +85,6 @@ from mmtbx.validation.omegalyze import omegalyze  # noqa: E402
 from mmtbx.validation.ramalyze import ramalyze  # noqa: E402
 from mmtbx.validation.rotalyze import rotalyze  # noqa: E402
 
-from emforge.atomic import write_text_atomic  # noqa: E402
 from emforge.geometry import _tables, cbeta_deviations, peptide_bonds, ramachandran, rotamers  # noqa: E402
 from emforge.geometry.rotamers import GRID_TABLES  # noqa: E402
 from emforge.geometry.torsions import CHI_ATOMS, chi_angles  # noqa: E402
@@ -90,6 +96,10 @@ RAMA_CLASS_CCTBX = {0: "general", 1: "gly", 2: "cis_pro", 3: "trans_pro", 4: "pr
 RAMA_CAT_CCTBX = {0: "outlier", 1: "allowed", 2: "favoured"}
 ROTA_CAT_CCTBX = {"OUTLIER": "outlier", "Allowed": "allowed", "Favored": "favoured"}
 OMEGA_CCTBX = {0: "trans", 1: "cis", 2: "twisted"}
+VERSIONS = ("emforge", "numpy", "pandas", "gemmi", "cctbx-base")
+#: uncommitted changes here are noted next to the commit
+OWN_FILES = ["src/emforge/geometry", "src/emforge/data", "benchmarks/validate_geometry_vs_molprobity.py"]
+DIRTY_NOTE = f" (uncommitted changes under {', '.join(OWN_FILES)})"
 #: awkward real files (whole PDB entries or deposited cryo-EM models), named with why they are here
 EXTRA_CASES = (
     ("pairs/antibody_antigen/3RJQ_r_b.pdb", "3RJQ antibody H+L (insertion codes)"),
@@ -137,16 +147,6 @@ def manifest() -> list[str]:
         return sorted(r["file"] for r in csv.DictReader(fh, delimiter="\t"))
 
 
-def best_s(repeats: int, fn, *args, **kwargs):
-    best = math.inf
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
 def key(chain: str, resseq, icode: str) -> tuple[str, int, str]:
     return (str(chain).strip(), int(str(resseq).strip()), str(icode).strip())
 
@@ -159,40 +159,6 @@ def fmt(x, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     return f"{x:.{digits}f}"
-
-
-def versions() -> str:
-    out = []
-    for n in ("emforge", "numpy", "pandas", "gemmi", "cctbx-base"):
-        try:
-            out.append(f"{n} {metadata.version(n)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return ", ".join(out)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), no GPU used, Python {platform.python_version()}"
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        paths = ["src/emforge/geometry", "src/emforge/data", "benchmarks/validate_geometry_vs_molprobity.py"]
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=REPO, capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return head + (f" (uncommitted changes under {', '.join(paths)})" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def make_variants(tmp: Path) -> list[tuple[Path, str]]:
@@ -426,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
-    load_start = os.getloadavg()[0]
+    load_start = load_average()
     files = manifest()
     rng = np.random.default_rng(args.seed)
     order = [files[i] for i in rng.permutation(len(files))]
@@ -451,8 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     if cal:
         print("calibration scales", cal["scale"], flush=True)
     text = report(args, cases, cal, covered, started, load_start)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.out, text)
+    write_markdown(args.out, text)
     print(f"wrote {args.out}")
     return 0
 
@@ -468,8 +433,8 @@ def report(args, cases, cal, covered, started, load_start) -> str:
         f"- command: `.venv-bench/bin/{cmd}`",
         f"- date: {started:%Y-%m-%d %H:%M} UTC",
         f"- machine: {machine()}",
-        f"- emforge commit: {git_commit()}",
-        f"- versions: {versions()}",
+        f"- emforge commit: {git_commit(OWN_FILES, DIRTY_NOTE)}",
+        f"- versions: {versions(VERSIONS, skip_missing=True)}",
         f"- seed: {args.seed} (choice and order of chains from ../shared/data/chains/MANIFEST.tsv); "
         f"{args.n_chains} chains compared, the next {args.n_calibration} in the same seeded order used for the "
         f"Arg/Lys calibration; plus {sum(c['kind'] == 'extra' for c in cases)} named awkward files (whole entries "
@@ -484,7 +449,7 @@ def report(args, cases, cal, covered, started, load_start) -> str:
         "Arg/Lys figures are excluded from the rotamer columns below and reported separately)",
         f"- timings: best of {args.repeats} per tool and chain, analysis only (model already read: emforge "
         "`AtomModel`, cctbx `pdb.hierarchy`), one thread each",
-        f"- load average (1 min) at start / end: {load_start:.2f} / {os.getloadavg()[0]:.2f}",
+        load_line(load_start),
         "",
         "## Per chain",
         "",
@@ -565,7 +530,7 @@ def report(args, cases, cal, covered, started, load_start) -> str:
         t = np.array([c["times"][f"{k}_cctbx"] for c in cases]) * 1e3
         r = t / o
         L.append(f"| {label} | {o.sum():.1f} | {t.sum():.1f} | {t.sum() / o.sum():.1f} | "
-                 f"{math.exp(np.mean(np.log(r))):.1f} ({r.min():.1f}) |")
+                 f"{geomean(r):.1f} ({r.min():.1f}) |")
 
     # Arg/Lys
     n_al = sum(c["rota"]["n_arg_lys"] for c in cases)

@@ -46,30 +46,43 @@ import contextlib
 import datetime as dt
 import io
 import math
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from emforge.atomic import write_text_atomic
-from emforge.global_fit import global_fit
-from emforge.local_fit import LOQFIT_SIGMA_COEFF, SMOC_SIGMA_COEFF, loqfit, smoc, tempy_classic_model_map
-from emforge.maps import DensityMap, read_map
-from emforge.models import AtomModel, read_model, write_model
-from emforge.simulate import simulate_map
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402  (helpers shared by the benchmarks)
+    DATA,
+    REPO,
+    best_time,
+    geomean,
+    load_average,
+    load_line,
+    tempy_structure,
+    write_markdown,
+)
+from _common import git_commit as _git_commit  # noqa: E402
+from _common import machine as _machine  # noqa: E402
+from _common import versions as _versions  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EMFORGE_TEST_DATA", "/work/shared/data"))
+from emforge.global_fit import global_fit  # noqa: E402
+from emforge.local_fit import (  # noqa: E402
+    LOQFIT_SIGMA_COEFF,
+    SMOC_SIGMA_COEFF,
+    loqfit,
+    smoc,
+    tempy_classic_model_map,
+)
+from emforge.maps import DensityMap, read_map  # noqa: E402
+from emforge.models import AtomModel, read_model  # noqa: E402
+from emforge.simulate import simulate_map  # noqa: E402
+
 OUT = REPO / "benchmarks" / "results" / "validate_vs_tempy.md"
 OWN_FILES = ["src/emforge/fsc.py", "src/emforge/global_fit.py", "src/emforge/local_fit.py",
              "benchmarks/validate_vs_tempy.py"]
+VERSIONS = ["emforge", "numpy", "numba", "scipy", "torch", "pandas", "gemmi", "BioTEMPy", "voxcov", "pyFFTW"]
 
 
 @dataclass
@@ -95,18 +108,6 @@ CASES = [
 
 # -- TEMPy plumbing -----------------------------------------------------------------------------
 
-def tempy_structure(model: AtomModel):
-    from TEMPy.protein.structure_parser import PDBParser
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.pdb"
-        write_model(path, model)
-        s = PDBParser.read_PDB_file("bench", str(path), hetatm=True, water=True)
-    if len(s.atomList) != len(model):
-        raise RuntimeError(f"TEMPy read {len(s.atomList)} atoms, expected {len(model)}")
-    return s
-
-
 def tempy_map(m: DensityMap, data: np.ndarray | None = None, name: str = "map"):
     from TEMPy.maps.em_map import Map
 
@@ -125,16 +126,7 @@ LAST_CPU = [math.nan]
 
 def best(repeats: int, fn, *args, **kwargs):
     """(best wall-clock seconds, last result) over ``repeats`` calls; that call's CPU time in LAST_CPU."""
-    t_best = math.inf
-    out = None
-    for _ in range(max(repeats, 1)):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        t = time.perf_counter() - t0
-        if t < t_best:
-            t_best = t
-            LAST_CPU[0] = time.process_time() - c0
+    t_best, out, LAST_CPU[0] = best_time(repeats, fn, *args, **kwargs)
     return t_best, out
 
 
@@ -293,39 +285,20 @@ def synthetic_case(seed: int, n_atoms: int = 5000, box: int = 200, voxel: float 
 # -- report ------------------------------------------------------------------------------------
 
 def versions() -> str:
-    out = []
-    for n in ["emforge", "numpy", "numba", "scipy", "torch", "pandas", "gemmi", "BioTEMPy", "voxcov", "pyFFTW"]:
-        try:
-            out.append(f"{n} {metadata.version(n)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{n} (not installed)")
-    return ", ".join(out)
+    """Versions line of this benchmark (also used by benchmarks/validate.py)."""
+    return _versions(VERSIONS)
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """Machine line with the numba and torch thread counts (also used by benchmarks/validate.py)."""
     import numba
     import torch
-    return (f"{os.cpu_count()} cores ({cpu}), no GPU used, Python {platform.python_version()}; "
-            f"numba threads {numba.get_num_threads()}, torch threads {torch.get_num_threads()}")
+    return _machine(f"; numba threads {numba.get_num_threads()}, torch threads {torch.get_num_threads()}")
 
 
 def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", *OWN_FILES], cwd=REPO,
-                               capture_output=True, text=True, check=False).stdout.strip()
-        return head + (" (fsc.py, global_fit.py, local_fit.py and this script not yet committed)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    """HEAD, noting uncommitted changes in OWN_FILES (also used by benchmarks/validate.py)."""
+    return _git_commit(OWN_FILES, " (fsc.py, global_fit.py, local_fit.py and this script not yet committed)")
 
 
 def f(x, d=3) -> str:
@@ -338,11 +311,6 @@ def ms(x) -> str:
 
 def ratio(a, b) -> float:
     return a / b if a is not None and b and math.isfinite(a) and math.isfinite(b) else math.nan
-
-
-def geomean(xs) -> float:
-    xs = [x for x in xs if x and math.isfinite(x) and x > 0]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else math.nan
 
 
 def targets(rows, big) -> list[str]:
@@ -451,8 +419,7 @@ def report(args, rows, big, load) -> str:
           f"- seed: {args.seed} (only the timing case uses randomness: chain choice and noise)",
           f"- timings: best of {args.repeats} after a warm-up call (emforge), best of {args.tempy_repeats} "
           "(TEMPy); each includes making the model map; TEMPy's console output silenced",
-          f"- load average (1 min) at start / end: {load[0]:.2f} / {load[1]:.2f} (other jobs shared the "
-          "cores; both tools saw the same conditions)", ""]
+          load_line(load[0], load[1], "(other jobs shared the cores; both tools saw the same conditions)"), ""]
 
     L += targets(rows, big)
     L += ["## Global scores", "",
@@ -569,7 +536,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
 
-    load0 = os.getloadavg()[0]
+    load0 = load_average()
     rows = []
     for case in CASES:
         m = read_map(DATA / case.map_path)
@@ -582,11 +549,11 @@ def main(argv=None) -> int:
         print(f"timing case {name}: {len(model)} atoms, grid {m.shape[::-1]}", file=sys.stderr, flush=True)
         big = run_case(f"timing: {name} in 200^3", model, m, R, max(1, args.repeats - 1), 1)
         big["chain"] = name
-    load1 = os.getloadavg()[0]
+    load1 = load_average()
     text = report(args, rows, big, (load0, load1))
     text += "\n## Notes\n\n" + NOTES
     print(text)
-    write_text_atomic(args.out, text)
+    write_markdown(args.out, text)
     return 0
 
 

@@ -214,10 +214,8 @@ def _flags(per_residue: pd.DataFrame) -> pd.DataFrame:
 
     t["rama_outlier"] = col("rama_category", "").astype(str).eq("outlier")
     t["rotamer_outlier"] = col("rotamer_category", "").astype(str).eq("outlier")
-    if "cbeta_outlier" in t:
-        t["cbeta_outlier"] = t["cbeta_outlier"].fillna(False).astype(bool)
-    else:
-        t["cbeta_outlier"] = False
+    # object column (True/False/None): only a real True is an outlier
+    t["cbeta_outlier"] = t["cbeta_outlier"].eq(True) if "cbeta_outlier" in t else False
     t["has_clash"] = pd.to_numeric(col("n_clashes", 0), errors="coerce").fillna(0) > 0
     geom = pd.to_numeric(col("n_bond_outliers", 0), errors="coerce").fillna(0) + \
         pd.to_numeric(col("n_angle_outliers", 0), errors="coerce").fillna(0)
