@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/prepare.smk"
+include: "workflow/rules/fit.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 

@@ -60,7 +60,8 @@ def write_datasets(path: Path, rows: list[dict]) -> None:
 
 def write_config(path: Path, datasets: str) -> None:
     # only what differs from config/config.yaml; the rest comes from the workflow's defaults
-    path.write_text(f"seed: 7\ndatasets: {datasets}\nsimulate:\n  voxel_size_A: 1.5\n", encoding="utf-8")
+    path.write_text(f"seed: 7\ndatasets: {datasets}\nsimulate:\n  voxel_size_A: 1.5\n"
+                    "fit:\n  enabled: true\n  method: fft\n  angular_step_deg: 30.0\n  n_poses: 3\n", encoding="utf-8")
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -79,6 +80,9 @@ def outputs_of(dataset: str, validated: bool, simulated: bool) -> list[str]:
             "scores.json", "per_residue.csv", "fsc.csv", "provenance.json",
             "plots/per_residue.png", "plots/fsc.png", "plots/ramachandran.png")]
         files += [f"logs/{dataset}/validate_input.log", f"benchmarks/{dataset}/validate_input.tsv"]
+        files += [f"results/{dataset}/fit/{name}" for name in ("model.cif", "poses.tsv", "fit.json", "provenance.json")]
+        files += [f"results/{dataset}/validate/fit/scores.json", f"logs/{dataset}/fit.log",
+                  f"benchmarks/{dataset}/fit.tsv"]
     if simulated:
         files += [f"results/{dataset}/simulate/map.mrc", f"results/{dataset}/simulate/provenance.json",
                   f"logs/{dataset}/simulate_map.log"]
@@ -156,6 +160,22 @@ def test_model_equal_to_reference_scores_perfectly(run):
     assert ref["n_aligned"] == 46
 
 
+def test_fit_puts_the_moved_model_back(run, crambin):
+    """The fit rule places the shifted model onto the map made from the native (checked on coordinates)."""
+    from emforge.models import read_model
+
+    work, _ = run
+    fitted = read_model(work / "results/crn_moved/fit/model.cif")
+    ca = fitted.calpha().coords
+    native = crambin.calpha().coords
+    assert np.sqrt(np.mean(np.sum((ca - native) ** 2, axis=1))) < 1.0
+    summary = load_json(work / "results/crn_moved/fit/fit.json")
+    assert summary["cc"] > 0.95 and summary["z_score"] > 3
+    scores = load_json(work / "results/crn_moved/validate/fit/scores.json")
+    assert scores["step"] == "fit" and scores["map_fit"]["cc"] > 0.99
+    assert "Placement in the map" in (work / "results/crn_moved/report.html").read_text(encoding="utf-8")
+
+
 def test_shifted_model_fits_worse(run):
     work, _ = run
     self_fit = load_json(work / "results/crn_self/validate/input/scores.json")["map_fit"]
@@ -218,8 +238,8 @@ def test_reports(run):
     scores = load_json(work / "results/crn_self/validate/input/scores.json")
     assert f'data-key="input.map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
     assert f'data-key="input.reference.tm_score" data-value="{scores["reference"]["tm_score"]!r}"' in html_self
-    # the validate step's three plots, embedded byte for byte, and the map histogram
-    assert html_self.count("data:image/png;base64,") == 4
+    # each validated model's three plots (input and fit), embedded byte for byte, and the map histogram
+    assert html_self.count("data:image/png;base64,") == 7
     for name in ("per_residue", "fsc", "ramachandran"):
         png = (work / f"results/crn_self/validate/input/plots/{name}.png").read_bytes()
         assert base64.b64encode(png).decode("ascii") in html_self, name
@@ -233,7 +253,8 @@ def test_summary(run):
     work, _ = run
     table = pd.read_csv(work / "results/summary.tsv", sep="\t")
     # one row per validated model; the map-only dataset has none
-    assert sorted(zip(table["dataset"], table["step"])) == [("crn_moved", "input"), ("crn_self", "input")]
+    assert sorted(zip(table["dataset"], table["step"])) == [("crn_moved", "fit"), ("crn_moved", "input"),
+                                                            ("crn_self", "fit"), ("crn_self", "input")]
     for row in table.itertuples(index=False):
         scores = load_json(work / f"results/{row.dataset}/validate/{row.step}/scores.json")
         values = dict(zip(table.columns, row))

@@ -189,6 +189,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from emforge.atomic import atomic_path
+    from emforge.fit import fit_model
+    from emforge.maps import read_map
+    from emforge.models import read_model, write_model
+
+    model = read_model(args.model)
+    density_map = read_map(args.map)
+    if not float(density_map.data.std()) > 0:
+        raise InputError("map has zero variance (every voxel has the same value)", args.map)
+    with _steps(1, "fit") as steps:
+        result = fit_model(model, density_map, args.resolution, method=args.method,
+                           angular_step_deg=args.angular_step, n_poses=args.n_poses, seed=args.seed)
+        steps.step("fitted")
+    write_model(args.output, result.model)
+    if args.poses:
+        with atomic_path(args.poses) as tmp:
+            result.poses.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    best = result.poses.iloc[0]
+    print(f"wrote {args.output}: CC {result.cc:.4f}, z-score {float(best['z_score']):.1f}, "
+          f"rotation {result.transform.rotation_deg:.1f} deg, method {args.method}")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--json", metavar="OUT", help="write map statistics as JSON")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("fit", parents=[common], help="place a model into a map (rigid body)",
+                       description="Rigid-body placement of a model in a map: FFT search over rotations "
+                                   "with local correlation, replica-exchange Monte Carlo (EM-Refiner), "
+                                   "or both (auto). Writes the fitted model and, with --poses, the ranked "
+                                   "pose table (CC and its z-score over the search).")
+    p.add_argument("model")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    p.add_argument("-o", "--output", required=True, help="fitted model (.cif or .pdb)")
+    p.add_argument("--poses", metavar="TSV", help="write the ranked pose table")
+    p.add_argument("--method", choices=("auto", "fft", "remc"), default="auto")
+    p.add_argument("--angular-step", type=_positive, default=10.0, help="rotation step in degrees [10]")
+    p.add_argument("--n-poses", type=int, default=10, help="poses to refine and report [10]")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("validate", parents=[common], help="all validation metrics for a model",
                        description="Map fit (CC, CCC, MOC, FSC, SMOC/SMOCf, LoQFit, Q-score, local PCC) with "

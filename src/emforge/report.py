@@ -87,6 +87,12 @@ REFERENCE_ROWS = (
     ("sequence_identity", "sequence identity of the pairs"),
     ("correspondence", "residue correspondence"),
 )
+PLACEMENT_ROWS = (
+    ("method", "method"),
+    ("cc", "CC of the best pose"),
+    ("z_score", "z-score of the best pose over the search"),
+    ("rotation_deg", "rotation applied (deg)"),
+)
 #: columns of the cross-dataset summary table: (section, key, label)
 SUMMARY_COLUMNS = (
     ("map_fit", "cc", "CC"), ("map_fit", "cc_mask", "CC mask"), ("map_fit", "ccc", "CCC"),
@@ -318,9 +324,26 @@ def _details(section: str, record: Mapping, title: str) -> str:
             f"{_key_value_table(section + '.all', scalars, rows, extra=False)}\n</details>")
 
 
+def _poses_table(poses: pd.DataFrame | None, step: str, n: int = 10) -> str:
+    """The top ``n`` rows of a fit's ranked pose table."""
+    if poses is None or poses.empty:
+        return ""
+    if "rotation_deg" not in poses and "q_w" in poses:  # angle of the rotation from its quaternion
+        poses = poses.assign(rotation_deg=np.degrees(2.0 * np.arccos(np.clip(poses["q_w"].abs(), 0.0, 1.0))))
+    columns = [c for c in ("rank", "cc", "z_score", "rotation_deg", "translation_x_A", "translation_y_A",
+                           "translation_z_A", "method") if c in poses]
+    header = "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in columns) + "</tr>"
+    lines = []
+    for i, row in enumerate(poses.head(n).to_dict("records")):
+        cells = "".join(_value_cell(f"{step}.poses.{i}.{c}", row[c]) for c in columns)
+        lines.append(f"<tr>{cells}</tr>")
+    return f'<h4>Ranked poses</h4>\n<table class="poses">{header}\n' + "\n".join(lines) + "\n</table>"
+
+
 def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
-                   plots: Mapping[str, bytes | str | os.PathLike], n_worst: int) -> list[str]:
-    """HTML parts of one validated model (a step's output)."""
+                   plots: Mapping[str, bytes | str | os.PathLike], n_worst: int,
+                   entry_fit: Mapping | None = None) -> list[str]:
+    """HTML parts of one validated model (a step's output); ``entry_fit`` = {"summary", "poses"} of a fit."""
     fit = dict(scores.get("map_fit") or {})
     geometry = dict(scores.get("geometry") or {})
     reference = dict(scores.get("reference") or {})
@@ -335,6 +358,12 @@ def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
         (geometry, "molprobity_score", "MolProbity"), (geometry, "clashscore", "clashscore"),
         (reference, "tm_score", "TM-score"), (reference, "rmsd_A", "RMSD (Å)")) if src.get(key) is not None]
     parts.append(f'<div class="cards">{"".join(cards)}</div>')
+    placement = entry_fit or {}
+    if placement:
+        parts.append("<h3>Placement in the map</h3>")
+        parts.append(_key_value_table(f"{step}.placement", placement.get("summary", {}), PLACEMENT_ROWS,
+                                      extra=False))
+        parts.append(_poses_table(placement.get("poses"), step))
     if fit:
         parts.append("<h3>Fit to the map</h3>")
         parts.append(_key_value_table(f"{step}.map_fit", fit, MAP_FIT_ROWS, extra=False))
@@ -392,7 +421,7 @@ def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_sta
         parts.append('<p class="note">No model was given for this dataset: validation was skipped.</p>')
     for step, entry in models.items():
         parts += _model_section(step, entry["scores"], entry.get("per_residue"), entry.get("plots") or {},
-                                n_worst_residues)
+                                n_worst_residues, entry.get("fit"))
 
     parts.append("<h2>Map</h2>")
     if map_stats.get("source"):

@@ -75,12 +75,14 @@ DATASETS = load_datasets(config["datasets"])
 # runs on each of them (wildcard {step}) and the report shows them all. "input" is the dataset's own
 # starting model. A later step family adds e.g. MODEL_OUTPUTS["fit"] = "results/{dataset}/fit/model.cif"
 # and a condition in model_steps().
-MODEL_OUTPUTS = {"input": None}
+MODEL_OUTPUTS = {"input": None, "fit": "results/{dataset}/fit/model.cif"}
 
 
 def model_steps(dataset_id):
     """Steps whose model exists for a dataset, in pipeline order."""
-    return ["input"] if has_model(dataset_id) else []
+    if not has_model(dataset_id):
+        return []
+    return ["input", "fit"] if config["fit"]["enabled"] else ["input"]
 
 
 # -- wildcard constraints -------------------------------------------------------------------------
@@ -152,6 +154,22 @@ def get_mass_source(wildcards):
         if row["model"]
         else ([row["reference"]] if row["reference"] else [])
     )
+
+
+def get_starting_model(wildcards):
+    """The dataset's starting model (the input of fit)."""
+    model = dataset(wildcards)["model"]
+    if not model:
+        raise WorkflowError(f"dataset '{wildcards.dataset}' has no starting model to fit")
+    return model
+
+
+def get_fit_summary(wildcards):
+    """The fit step's summary and pose table, for the report (when the dataset is fitted)."""
+    if "fit" not in model_steps(wildcards.dataset):
+        return {}
+    return {"fit_summary": f"results/{wildcards.dataset}/fit/fit.json",
+            "fit_poses": f"results/{wildcards.dataset}/fit/poses.tsv"}
 
 
 def get_model(wildcards):

@@ -16,6 +16,11 @@ with rule_log(smk.log[0], "report", smk.threads) as log:
         models[step] = {"scores": read_json(smk.input[f"{step}__scores"]),
                         "per_residue": read_per_residue(smk.input[f"{step}__per_residue"]),
                         "plots": {p.stem: p for p in sorted(plots.glob("*.png"))}}
+    if "fit" in models and "fit_summary" in smk.input.keys():
+        import pandas as pd
+
+        models["fit"]["fit"] = {"summary": read_json(smk.input.fit_summary),
+                                "poses": pd.read_csv(smk.input.fit_poses, sep="\t")}
     if not models:
         log.info("dataset has no model: the report shows the map only")
     render_dataset_report(
