@@ -268,6 +268,19 @@ def _sphere_pairs(centres, radii_A, owner, voxel, shape_zyx):
     return vox[:n], res[:n]
 
 
+
+@numba.njit(cache=True, inline="always")
+def _add_run(diff, first, last, x, y):
+    """Add one voxel's (xy, xx, yy, 1) to windows first..last via a difference array."""
+    diff[first, 0] += x * y
+    diff[first, 1] += x * x
+    diff[first, 2] += y * y
+    diff[first, 3] += 1.0
+    diff[last + 1, 0] -= x * y
+    diff[last + 1, 1] -= x * x
+    diff[last + 1, 2] -= y * y
+    diff[last + 1, 3] -= 1.0
+
 @numba.njit(cache=True)
 def _window_sums(keys, n_res, lo, hi, e_flat, s_flat):
     """Per-window sums (sum es, sum ee, sum ss, n) from voxel-sorted keys ``v * n_res + r``.
@@ -291,28 +304,14 @@ def _window_sums(keys, n_res, lo, hi, e_flat, s_flat):
             b = hi[r]
             if a > cur_hi + 1:
                 if cur_lo >= 0:
-                    diff[cur_lo, 0] += x * y
-                    diff[cur_lo, 1] += x * x
-                    diff[cur_lo, 2] += y * y
-                    diff[cur_lo, 3] += 1.0
-                    diff[cur_hi + 1, 0] -= x * y
-                    diff[cur_hi + 1, 1] -= x * x
-                    diff[cur_hi + 1, 2] -= y * y
-                    diff[cur_hi + 1, 3] -= 1.0
+                    _add_run(diff, cur_lo, cur_hi, x, y)
                 cur_lo = a
                 cur_hi = b
             elif b > cur_hi:
                 cur_hi = b
             j += 1
         if cur_lo >= 0:
-            diff[cur_lo, 0] += x * y
-            diff[cur_lo, 1] += x * x
-            diff[cur_lo, 2] += y * y
-            diff[cur_lo, 3] += 1.0
-            diff[cur_hi + 1, 0] -= x * y
-            diff[cur_hi + 1, 1] -= x * x
-            diff[cur_hi + 1, 2] -= y * y
-            diff[cur_hi + 1, 3] -= 1.0
+            _add_run(diff, cur_lo, cur_hi, x, y)
         i = j
     out = np.zeros((n_res, 4))
     acc = np.zeros(4)
