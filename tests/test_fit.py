@@ -90,7 +90,8 @@ def test_auto_puts_chain_back(ubq, ubq_map):
     calls = []
     res = fit_model(start, ubq_map, RES, "auto", angular_step_deg=STEP, n_poses=4,
                     n_replicas=6, n_remc_steps=15, seed=1, progress=lambda d, t: calls.append((d, t)))
-    assert (len(rotation_grid(STEP)), len(rotation_grid(STEP))) in calls  # search finished
+    search = calls[:-15]  # global (coarse) then local (fine) rotations, counted together
+    assert search[-1][0] == search[-1][1] > len(rotation_grid(2 * STEP))  # search finished
     assert calls[-1] == (15, 15)  # then the REMC steps
     assert ca_rmsd(res.model, ubq) < 1.0
     assert np.allclose(res.transform.apply(start.coords), res.model.coords)
@@ -178,3 +179,19 @@ def test_inputs_not_modified(ubq, ubq_map):
     fit_model(ubq, ubq_map, RES, "remc", n_replicas=2, n_remc_steps=2, n_poses=1)
     np.testing.assert_array_equal(ubq.coords, before_xyz)
     np.testing.assert_array_equal(ubq_map.data, before_map)
+
+
+def test_search_steps_and_coarse_to_fine_recovery(ubq, ubq_map):
+    from emforge.fit import search_steps
+
+    # global step: arc at the rms radius = resolution, clamped to [step, 2 step]
+    assert search_steps(10.0, 6.0, 11.0) == (20.0, 10.0)
+    assert search_steps(10.0, 6.0, 1000.0) == (10.0, 10.0)
+    coarse, fine = search_steps(10.0, 6.0, 25.0)
+    assert coarse == pytest.approx(np.degrees(6.0 / 25.0)) and fine == 10.0
+    # default 10° step: coarse global stage + fine local stage puts a randomly rotated chain back
+    start = moved(ubq, 11, (-5.0, 4.0, 7.0))
+    assert ca_rmsd(start, ubq) > 10.0
+    res = fit_model(start, ubq_map, RES, "fft", angular_step_deg=10.0, n_poses=3)
+    assert ca_rmsd(res.model, ubq) < 1.0
+    assert res.poses["z_score"].iloc[0] > 5.0

@@ -15,23 +15,35 @@ is (nearly) flat over the footprint (the model in empty solvent) the score is 0.
 Methods
 -------
 ``"fft"``
-    Exhaustive rotational search. Rotations: a super-Fibonacci spiral on the unit
-    quaternions (Alexa, CVPR 2022), ``N = ceil(35.5 / step_rad^3)`` rotations (6,679 at 10°,
-    PowerFit's density at that step), identity first. Coverage, measured for random rotations
-    (``tests/test_fit.py``): the angle to the nearest grid rotation is on average 0.65 x step,
-    99th percentile 1.0 x step, maximum about 1.15 x step. Search grid: isotropic voxel
-    ``max(map voxel, R / 2.5)`` (the target is Gaussian low-passed, then resampled). For each
-    rotation the model map is splatted (numba) into a small box, normalised over its footprint
-    and cross-correlated with the target for all translations at once (``scipy.fft``, float32,
-    8 rotations per batch, transforms pruned to the rows holding data and to the model-centre
-    positions inside the map). Candidate translations are the 8 best of that cross-correlation
-    divided by the target's standard deviation over a sphere of the model's size (one FFT pair
-    for the whole search); at those the exact footprint local correlation (PowerFit's LCC) is
-    computed in real space, and the best is the rotation's score. Distinct poses are chosen by
-    non-maximum suppression (a pose within ``max(R, 4 Å)`` of the centre *and* within
-    ``max(2 step, 15°)`` of the rotation of a better pose is the same pose); each of the top
-    ``n_poses`` is refined by Nelder-Mead on the six rigid parameters, first on a fast
-    surrogate (the target blurred by the atom Gaussian, summed at the atoms, weighted by
+    Coarse-to-fine rotational search; ``angular_step_deg`` is the final (fine) step.
+    Rotation sets: a super-Fibonacci spiral on the unit quaternions (Alexa, CVPR 2022),
+    ``N = ceil(35.5 / step_rad^3)`` rotations (6,679 at 10°, PowerFit's density at that step),
+    identity first. Coverage, measured for random rotations (``tests/test_fit.py``): the angle to
+    the nearest grid rotation is on average 0.65 x step, 99th percentile 1.0 x step, maximum
+    about 1.15 x step. *Global stage*: the whole rotation space at the coarse step
+    ``degrees(R / r_rms)`` (the step whose arc at the model's rms radius ``r_rms`` equals the
+    resolution ``R``) clamped to ``[step, 2 step]`` (:func:`search_steps`; 20° for 1ake at 6 Å
+    and the default 10° step: 836 rotations instead of 6,679). *Local stage*: the best
+    ``max(n_poses, 10)`` distinct global poses (non-maximum suppression at the centre distance
+    below and an angle of 1.2 x the coarse step) are each searched again over the fine-step
+    grid rotations within 1.2 x the coarse step of them (27 rotations per pose for 20° -> 10°),
+    which covers the coarse grid's worst-case gap; the effective sampling near the best poses is
+    thus the fine step, everywhere else the coarse step (when the coarse step equals the fine
+    step there is no local stage). Search grid: isotropic voxel ``max(map voxel, R / 2.5)`` (the
+    target is Gaussian low-passed, then resampled). For each rotation the model map is splatted
+    (numba, in parallel over a batch of 8 rotations) into a small box, normalised over its
+    footprint and cross-correlated with the target for all translations at once (``scipy.fft``,
+    float32; circular correlation of period ``P = next_fast_len(n + h)`` per axis, exact for
+    every model-centre position inside the map because the zero padding covers the template's
+    reach ``h``; transforms pruned to the rows holding data and to the centres inside the map).
+    Candidate translations are the 8 best of that cross-correlation divided by the target's
+    standard deviation over a sphere of the model's size (one FFT pair for the whole search); at
+    those the exact footprint local correlation (PowerFit's LCC) is computed in real space
+    (numba), and the best is the rotation's score. Distinct poses are chosen among all scanned
+    rotations (both stages) by non-maximum suppression (a pose within ``max(R, 4 Å)`` of the
+    centre *and* within ``max(2 step, 15°)`` of the rotation of a better pose is the same pose);
+    each of the top ``n_poses`` is refined by Nelder-Mead on the six rigid parameters, first on
+    a fast surrogate (the target blurred by the atom Gaussian, summed at the atoms, weighted by
     amplitude: the overlap integral of model map and target), then the best three on the true
     score on the refinement grid (voxel ``max(map voxel, R / 4)``), and all are re-ranked by the
     true score. No Laplacian or core weighting is applied.
@@ -41,8 +53,9 @@ Methods
     centre lies inside the map box, the others (all of them otherwise) from random rotations
     about the model centre placed at the map's density centroid. Each step every replica tries a
     small random rotation about the model centre plus a random translation (step sizes grow
-    with temperature from 3° / 0.5 Å to 20° / 3 Å), accepted by Metropolis on ``E = 1 - cc``;
-    then neighbouring replicas try to swap (even pairs on even steps, odd pairs on odd steps).
+    with temperature from 3° / 0.5 Å to 20° / 3 Å), accepted by Metropolis on ``E = 1 - cc``
+    (the proposals of all replicas are drawn first, in replica order, and scored together in
+    parallel); then neighbouring replicas try to swap (even pairs on even steps, odd pairs on odd steps).
     The best state each replica visited is polished by Nelder-Mead and the distinct ones are
     ranked.
 ``"auto"``
@@ -58,8 +71,8 @@ centre after the move ``centre_x_A, centre_y_A, centre_z_A``, and ``method``. Ro
 translation are those of the :class:`~emforge.models.RigidTransform` ``x' = R x + t`` that maps
 the *input* coordinates onto the pose. ``z_score = (cc - mean(S)) / std(S)`` where ``S`` holds
 the search scores: for ``"fft"``/``"auto"`` the best local correlation of every rotation of the
-search; for ``"remc"`` the scores of all states visited by all replicas. A correct fit stands
-far above the rest (z typically > 5).
+global (uniform, coarse-step) stage of the search; for ``"remc"`` the scores of all states
+visited by all replicas. A correct fit stands far above the rest (z typically > 5).
 
 Supported inputs: a protein model (non-protein atoms are ignored for scoring but moved with the
 model), a map in any frame, the model smaller than or comparable to the map box (a single chain
@@ -185,6 +198,8 @@ def _splat(index_xyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no co
     n_buf = int(2.0 * cutoff_sigma * sigma_vox.max()) + 3
     wx = np.empty(n_buf)
     dx2 = np.empty(n_buf)
+    wy = np.empty(n_buf)
+    dy2 = np.empty(n_buf)
     for a in range(index_xyz.shape[0]):
         s = sigma_vox[a]
         r = cutoff_sigma * s
@@ -204,6 +219,10 @@ def _splat(index_xyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no co
             d = (i - x) * inv
             dx2[i - i0] = d * d
             wx[i - i0] = math.exp(-0.5 * d * d)
+        for j in range(j0, j1 + 1):  # separable: one exp per row, not per (row, plane)
+            d = (j - y) * inv
+            dy2[j - j0] = d * d
+            wy[j - j0] = math.exp(-0.5 * d * d)
         amp = amplitude[a]
         for k in range(k0, k1 + 1):
             dz = (k - z) * inv
@@ -212,14 +231,203 @@ def _splat(index_xyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no co
                 continue
             fz = amp * math.exp(-0.5 * dz2)
             for j in range(j0, j1 + 1):
-                dy = (j - y) * inv
-                dyz2 = dy * dy + dz2
+                dyz2 = dy2[j - j0] + dz2
                 if dyz2 > c2:
                     continue
-                f = fz * math.exp(-0.5 * dy * dy)
+                f = fz * wy[j - j0]
                 for i in range(i0, i1 + 1):
                     if dx2[i - i0] + dyz2 <= c2:
                         out[k, j, i] += f * wx[i - i0]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _splat_batch(index_bxyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no cover - numba
+    """:func:`_splat` of ``index_bxyz[b]`` into ``out[b]`` for every ``b``, in parallel over ``b``."""
+    for b in numba.prange(index_bxyz.shape[0]):
+        _splat(index_bxyz[b], amplitude, sigma_vox, cutoff_sigma, out[b])
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _normalise_footprints(small, frac, mask):  # pragma: no cover - numba
+    """In place, per template ``small[b]``: footprint ``> frac * max`` into ``mask[b]``, values
+    there standardised (mean 0, sd 1), zero elsewhere."""
+    for b in numba.prange(small.shape[0]):
+        t = small[b]
+        mk = mask[b]
+        nz, ny, nx = t.shape
+        tmax = -np.inf
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    if t[z, y, x] > tmax:
+                        tmax = t[z, y, x]
+        thr = frac * tmax
+        s = 0.0
+        s2 = 0.0
+        n = 0
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    val = t[z, y, x]
+                    if val > thr:
+                        mk[z, y, x] = True
+                        s += val
+                        s2 += val * val
+                        n += 1
+                    else:
+                        mk[z, y, x] = False
+        mean = s / max(n, 1)
+        sd = max(math.sqrt(max(s2 / max(n, 1) - mean * mean, 0.0)), 1e-30)
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    t[z, y, x] = (t[z, y, x] - mean) / sd if mk[z, y, x] else 0.0
+    return small
+
+
+@numba.njit(cache=True, parallel=True)
+def _candidate_lcc(small, mask, cand, ny, nx, big, h, sd_floor, best_cc, best_idx):  # pragma: no cover
+    """Exact footprint local correlation of template ``b`` centred at each flat map index
+    ``cand[b, k]`` (``big``: the target zero-padded by the box on every side); the best per ``b``."""
+    n_b, n_k = cand.shape
+    box = small.shape[1]
+    for b in numba.prange(n_b):
+        best = -np.inf
+        bi = cand[b, 0]
+        for kk in range(n_k):
+            c = cand[b, kk]
+            oz = c // (ny * nx) - h + box
+            oy = (c // nx) % ny - h + box
+            ox = c % nx - h + box
+            sg = 0.0
+            sg2 = 0.0
+            sgv = 0.0
+            sv = 0.0
+            n = 0
+            for z in range(box):
+                for y in range(box):
+                    for x in range(box):
+                        if mask[b, z, y, x]:
+                            g = float(big[oz + z, oy + y, ox + x])
+                            val = float(small[b, z, y, x])
+                            sg += g
+                            sg2 += g * g
+                            sgv += g * val
+                            sv += val
+                            n += 1
+            lcc = 0.0
+            if n > 0:
+                mean = sg / n
+                sd = math.sqrt(max(sg2 / n - mean * mean, 0.0))
+                if sd > sd_floor:
+                    lcc = (sgv - mean * sv) / (n * sd)
+            if lcc > best:
+                best = lcc
+                bi = c
+        best_cc[b] = best
+        best_idx[b] = bi
+
+
+@numba.njit(cache=True, nogil=True)
+def _trilinear_sum(grid, index_xyz, weight):  # pragma: no cover - numba
+    """``sum_a weight[a] * grid(index_xyz[a])``, trilinear, zero outside ``grid[z, y, x]``
+    (``ndimage.map_coordinates(order=1, mode="constant")``)."""
+    nz, ny, nx = grid.shape
+    total = 0.0
+    for a in range(index_xyz.shape[0]):
+        x = index_xyz[a, 0]
+        y = index_xyz[a, 1]
+        z = index_xyz[a, 2]
+        if not (x >= 0.0 and y >= 0.0 and z >= 0.0 and x <= nx - 1 and y <= ny - 1 and z <= nz - 1):
+            continue
+        i0 = int(math.floor(x))
+        j0 = int(math.floor(y))
+        k0 = int(math.floor(z))
+        fx = x - i0
+        fy = y - j0
+        fz = z - k0
+        acc = 0.0
+        for dk in range(2):
+            k = k0 + dk
+            if k < 0 or k >= nz:
+                continue
+            wz = fz if dk else 1.0 - fz
+            for dj in range(2):
+                j = j0 + dj
+                if j < 0 or j >= ny:
+                    continue
+                wy = fy if dj else 1.0 - fy
+                for di in range(2):
+                    i = i0 + di
+                    if i < 0 or i >= nx:
+                        continue
+                    acc += wz * wy * (fx if di else 1.0 - fx) * grid[k, j, i]
+        total += weight[a] * acc
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_cc(index_xyz, amplitude, sigma_vox, data, pad, frac, var_floor):  # pragma: no cover - numba
+    """Footprint local correlation of the model map of atoms at voxel indices ``index_xyz``
+    (x, y, z) with ``data[z, y, x]`` (zero outside): the score of :meth:`_Scorer.score`."""
+    nz, ny, nx = data.shape
+    lo = np.empty(3, np.int64)
+    hi = np.empty(3, np.int64)
+    for d in range(3):
+        lo[d] = int(math.floor(index_xyz[:, d].min())) - pad
+        hi[d] = int(math.ceil(index_xyz[:, d].max())) + pad + 1
+    dims = (nx, ny, nz)
+    for d in range(3):
+        if min(hi[d], dims[d]) <= max(lo[d], 0):
+            return 0.0
+    sim = np.zeros((hi[2] - lo[2], hi[1] - lo[1], hi[0] - lo[0]), np.float32)
+    shifted = np.empty_like(index_xyz)
+    for a in range(index_xyz.shape[0]):
+        for d in range(3):
+            shifted[a, d] = index_xyz[a, d] - lo[d]
+    _splat(shifted, amplitude, sigma_vox, CUTOFF_SIGMA, sim)
+    smax = sim.max()
+    if not smax > 0:
+        return 0.0
+    thr = frac * smax
+    n = 0
+    ss = 0.0
+    st = 0.0
+    sss = 0.0
+    stt = 0.0
+    sst = 0.0
+    for k in range(sim.shape[0]):
+        z = k + lo[2]
+        for j in range(sim.shape[1]):
+            y = j + lo[1]
+            for i in range(sim.shape[2]):
+                sv = sim[k, j, i]
+                if sv > thr:
+                    x = i + lo[0]
+                    tv = 0.0
+                    if 0 <= z < nz and 0 <= y < ny and 0 <= x < nx:
+                        tv = float(data[z, y, x])
+                    sv = float(sv)
+                    n += 1
+                    ss += sv
+                    st += tv
+                    sss += sv * sv
+                    stt += tv * tv
+                    sst += sv * tv
+    vt = stt - st * st / n
+    if vt <= var_floor * n:
+        return 0.0
+    vs = sss - ss * ss / n
+    return (sst - ss * st / n) / math.sqrt(vs * vt)
+
+
+@numba.njit(cache=True, parallel=True)
+def _local_cc_batch(index_bxyz, amplitude, sigma_vox, data, pad, frac, var_floor, out):  # pragma: no cover
+    """:func:`_local_cc` of every ``index_bxyz[b]``, in parallel over ``b``."""
+    for b in numba.prange(index_bxyz.shape[0]):
+        out[b] = _local_cc(index_bxyz[b], amplitude, sigma_vox, data, pad, frac, var_floor)
     return out
 
 
@@ -255,10 +463,10 @@ class _Scorer:
     def __init__(self, target: DensityMap, centred: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray):
         self.voxel = float(target.voxel_size[0])
         self.origin = target.origin
-        self.data = target.data
+        self.data = np.ascontiguousarray(target.data)
         self.shape_xyz = target.shape_xyz
         self.centred = centred
-        self.amplitude = amplitude
+        self.amplitude = np.ascontiguousarray(amplitude, dtype=np.float64)
         self.sigma_vox = np.ascontiguousarray(sigma_A / self.voxel, dtype=np.float64)
         self.pad = int(math.ceil(CUTOFF_SIGMA * float(sigma_A.max()) / self.voxel)) + 1
         self.var_floor = 1e-6 * float(np.var(target.data, dtype=np.float64))
@@ -272,35 +480,22 @@ class _Scorer:
     def overlap(self, rot: np.ndarray, centre: np.ndarray) -> float:
         """Surrogate score (larger is better): blurred target summed at the atoms, amplitude-weighted."""
         idx = (self.centred @ rot.T + (centre - self.origin)) / self.voxel
-        vals = ndimage.map_coordinates(self.blur, idx[:, ::-1].T, order=1, mode="constant", cval=0.0)
-        return float(self.amplitude @ vals) * self.blur_scale
+        return _trilinear_sum(self.blur, idx, self.amplitude) * self.blur_scale
 
     def score(self, rot: np.ndarray, centre: np.ndarray) -> float:
         self.n_evals += 1
         idx = (self.centred @ rot.T + (centre - self.origin)) / self.voxel
-        lo = np.floor(idx.min(axis=0)).astype(np.int64) - self.pad
-        hi = np.ceil(idx.max(axis=0)).astype(np.int64) + self.pad + 1
-        size = hi - lo
-        sim = _model_map(idx - lo, self.amplitude, self.sigma_vox, tuple(int(n) for n in size[::-1]))
-        tgt = np.zeros(sim.shape, np.float32)
-        a = np.clip(lo, 0, self.shape_xyz)
-        b = np.clip(hi, 0, self.shape_xyz)
-        if np.any(b <= a):
-            return 0.0
-        tgt[a[2] - lo[2]:b[2] - lo[2], a[1] - lo[1]:b[1] - lo[1], a[0] - lo[0]:b[0] - lo[0]] = \
-            self.data[a[2]:b[2], a[1]:b[1], a[0]:b[0]]
-        smax = float(sim.max())
-        if not smax > 0:
-            return 0.0
-        m = sim > FOOTPRINT_FRACTION * smax
-        s = sim[m].astype(np.float64)
-        t = tgt[m].astype(np.float64)
-        s -= s.mean()
-        t -= t.mean()
-        vt = float(t @ t)
-        if vt <= self.var_floor * len(t):
-            return 0.0
-        return float((s @ t) / math.sqrt(float(s @ s) * vt))
+        return float(_local_cc(np.ascontiguousarray(idx), self.amplitude, self.sigma_vox, self.data,
+                               self.pad, FOOTPRINT_FRACTION, self.var_floor))
+
+    def score_many(self, rots: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """:meth:`score` of every pose ``(rots[b], centres[b])`` (in parallel)."""
+        self.n_evals += len(rots)
+        idx = (np.matmul(self.centred[None], rots.transpose(0, 2, 1))
+               + (centres - self.origin)[:, None, :]) / self.voxel
+        out = np.empty(len(rots))
+        return _local_cc_batch(np.ascontiguousarray(idx), self.amplitude, self.sigma_vox, self.data,
+                               self.pad, FOOTPRINT_FRACTION, self.var_floor, out)
 
 
 # -- local refinement ---------------------------------------------------------------------------
@@ -391,7 +586,9 @@ def _fft_search(target: DensityMap, centred: np.ndarray, amplitude: np.ndarray, 
     radius = float(np.linalg.norm(centred, axis=1).max())
     h = int(math.ceil((radius + CUTOFF_SIGMA * float(sigma_A.max())) / v)) + 1
     box = 2 * h + 1
-    p_shape = tuple(scipy.fft.next_fast_len(int(n + box - 1), real=True) for n in shape)
+    # circular correlation of period P: exact for the centres inside the map as soon as the
+    # target's zero padding covers the template's reach on either side, P >= n + h (and >= box)
+    p_shape = tuple(scipy.fft.next_fast_len(int(max(n + h, box)), real=True) for n in shape)
     tpad = np.zeros(p_shape, np.float32)
     tpad[:shape[0], :shape[1], :shape[2]] = target.data
     ft = scipy.fft.rfftn(tpad, workers=2)[None]
@@ -411,8 +608,6 @@ def _fft_search(target: DensityMap, centred: np.ndarray, amplitude: np.ndarray, 
     # target padded by a box on every side, for the real-space local correlations
     big = np.zeros(tuple(shape + 2 * box), np.float32)
     big[box:box + shape[0], box:box + shape[1], box:box + shape[2]] = target.data
-    big_flat = big.ravel()
-    strides = np.array([big.shape[1] * big.shape[2], big.shape[2], 1], dtype=np.int64)
     sig_vox = np.ascontiguousarray(sigma_A / v, dtype=np.float64)
     n_rot = len(rotations)
     scores = np.empty(n_rot)
@@ -422,34 +617,73 @@ def _fft_search(target: DensityMap, centred: np.ndarray, amplitude: np.ndarray, 
         rots = rotations[start:start + _BATCH]
         b = len(rots)
         small = np.zeros((b, box, box, box), np.float32)
-        feet = []
-        for k, rot in enumerate(rots):
-            t = _model_map(centred @ rot.T / v + h, amplitude, sig_vox, (box, box, box))
-            m = t > FOOTPRINT_FRACTION * t.max()
-            vals = t[m]
-            vals = (vals - vals.mean()) / max(float(vals.std()), 1e-30)
-            small[k][m] = vals
-            feet.append((np.flatnonzero(m), vals))
+        idx = np.ascontiguousarray(np.matmul(centred[None], rots.transpose(0, 2, 1)) / v + h)
+        _splat_batch(idx, amplitude, sig_vox, CUTOFF_SIGMA, small)
+        mask = np.empty(small.shape, np.bool_)
+        _normalise_footprints(small, FOOTPRINT_FRACTION, mask)
         cross = _irfft_select(np.conj(_rfft_padded(small, p_shape)) * ft, p_shape, sel)
         approx = (cross * inv_sd[None]).reshape(b, -1)
-        cand = np.argpartition(-approx, k_cand - 1, axis=1)[:, :k_cand]
-        for k in range(b):
-            flat_idx, vals = feet[k]
-            # footprint voxel offsets in the padded target, relative to the box origin
-            fz, fy, fx = np.unravel_index(flat_idx, (box, box, box))
-            off = fz * strides[0] + fy * strides[1] + fx
-            ckji = np.stack(np.unravel_index(cand[k], tuple(shape)), axis=1)  # centre voxels
-            base = (ckji - h + box) @ strides
-            g = big_flat[base[:, None] + off[None, :]].astype(np.float64)  # (K, M)
-            g -= g.mean(axis=1, keepdims=True)
-            sd = np.sqrt(np.mean(g * g, axis=1))
-            lcc = np.where(sd > math.sqrt(var_floor), (g @ vals) / (len(vals) * np.maximum(sd, 1e-300)), 0.0)
-            j = int(np.argmax(lcc))
-            scores[start + k] = lcc[j]
-            centres[start + k] = target.index_to_world(ckji[j][::-1])
+        cand = np.ascontiguousarray(np.argpartition(-approx, k_cand - 1, axis=1)[:, :k_cand])
+        best_cc = np.empty(b)
+        best_idx = np.empty(b, np.int64)
+        _candidate_lcc(small, mask, cand, int(shape[1]), int(shape[2]), big, h, math.sqrt(var_floor),
+                       best_cc, best_idx)
+        scores[start:start + b] = best_cc
+        ckji = np.stack(np.unravel_index(best_idx, tuple(shape)), axis=1)  # centre voxels (z, y, x)
+        centres[start:start + b] = target.index_to_world(ckji[:, ::-1])
         if progress is not None:
             progress(start + b, n_rot)
     return scores, centres
+
+
+def search_steps(angular_step_deg: float, resolution_A: float, rms_radius_A: float) -> tuple[float, float]:
+    """Angular steps (deg) of the global and the local stage of the FFT search.
+
+    The global step is the one whose arc at the model's rms radius equals the resolution,
+    ``degrees(R / r_rms)``, clamped to ``[step, 2 step]``; the local step is ``angular_step_deg``.
+    """
+    fine = float(angular_step_deg)
+    coarse = math.degrees(float(resolution_A) / max(float(rms_radius_A), 1e-6))
+    return min(2.0 * fine, max(fine, coarse)), fine
+
+
+def _local_offsets(radius_deg: float, step_deg: float) -> np.ndarray:
+    """Rotations of the ``step_deg`` grid within ``radius_deg`` of the identity (identity first)."""
+    g = rotation_grid(step_deg)
+    c = np.clip((np.trace(g, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    return g[np.degrees(np.arccos(c)) <= radius_deg]
+
+
+def _coarse_to_fine(target: DensityMap, centred, amplitude, sigma_A, angular_step_deg: float,
+                    resolution_A: float, rms_radius_A: float, n_poses: int, dist_A: float,
+                    progress: ProgressFn | None):
+    """Global FFT search at the coarse step, then local FFT searches at the fine step.
+
+    The global stage scans :func:`rotation_grid` at the coarse step of :func:`search_steps`;
+    the best ``max(n_poses, 10)`` distinct poses (non-maximum suppression with the local
+    radius ``1.2 x coarse step`` as the angle) seed local searches over the fine-grid rotations
+    within that radius of each seed (translations again all scored by FFT).
+
+    Returns
+    -------
+    rotations, scores, centres : every rotation scanned (global then local), its score and centre
+    global_scores : scores of the global (uniform) stage, the background of the z-score
+    """
+    coarse_deg, fine_deg = search_steps(angular_step_deg, resolution_A, rms_radius_A)
+    g_rots = rotation_grid(coarse_deg)
+    g_scores, g_centres = _fft_search(target, centred, amplitude, sigma_A, g_rots, progress)
+    if coarse_deg <= fine_deg * 1.01:
+        return g_rots, g_scores, g_centres, g_scores
+    radius = 1.2 * coarse_deg
+    order = np.argsort(-g_scores, kind="stable")
+    seeds = _distinct(order, g_rots, g_centres, max(n_poses, 10), dist_A, radius)
+    offsets = _local_offsets(radius, fine_deg)
+    l_rots = np.concatenate([g_rots[i] @ offsets for i in seeds])  # offsets about the seed's frame
+    n_g = len(g_rots)
+    local_progress = None if progress is None else (lambda d, t: progress(n_g + d, n_g + t))
+    l_scores, l_centres = _fft_search(target, centred, amplitude, sigma_A, l_rots, local_progress)
+    return (np.concatenate([g_rots, l_rots]), np.concatenate([g_scores, l_scores]),
+            np.concatenate([g_centres, l_centres]), g_scores)
 
 
 def _distinct(order: np.ndarray, rots: np.ndarray, centres: np.ndarray, n_keep: int,
@@ -495,20 +729,25 @@ def _remc(scorer: _Scorer, rots: np.ndarray, centres: np.ndarray, n_steps: int,
     trans_sigma = 0.5 + 2.5 * frac
     cur_r = rots.copy()
     cur_c = centres.copy()
-    cur_e = np.array([1.0 - scorer.score(cur_r[i], cur_c[i]) for i in range(n)])
+    cur_e = 1.0 - scorer.score_many(cur_r, cur_c)
     best_r, best_c, best_e = cur_r.copy(), cur_c.copy(), cur_e.copy()
     visited = [1.0 - cur_e.copy()]
+    new_r = np.empty_like(cur_r)
+    new_c = np.empty_like(cur_c)
     for step in range(n_steps):
+        # proposals for every replica (drawn in replica order), scored together, then Metropolis
         for i in range(n):
-            new_r = _small_rotation(rng, rot_sigma[i]) @ cur_r[i]
-            new_c = cur_c[i] + rng.normal(scale=trans_sigma[i], size=3)
-            e = 1.0 - scorer.score(new_r, new_c)
+            new_r[i] = _small_rotation(rng, rot_sigma[i]) @ cur_r[i]
+            new_c[i] = cur_c[i] + rng.normal(scale=trans_sigma[i], size=3)
+        new_e = 1.0 - scorer.score_many(new_r, new_c)
+        for i in range(n):
+            e = new_e[i]
             de = e - cur_e[i]
             u = rng.random()
             if de <= 0 or u < math.exp(-de / temps[i]):
-                cur_r[i], cur_c[i], cur_e[i] = new_r, new_c, e
+                cur_r[i], cur_c[i], cur_e[i] = new_r[i], new_c[i], e
                 if e < best_e[i]:
-                    best_r[i], best_c[i], best_e[i] = new_r, new_c, e
+                    best_r[i], best_c[i], best_e[i] = new_r[i], new_c[i], e
         # neighbour swaps: even pairs on even steps, odd pairs on odd steps
         for i in range(step % 2, n - 1, 2):
             delta = (1.0 / temps[i] - 1.0 / temps[i + 1]) * (cur_e[i] - cur_e[i + 1])
@@ -584,7 +823,8 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
     method : {"auto", "fft", "remc"}
         See the module docstring.
     angular_step_deg : float
-        Rotational sampling of the FFT search (deg).
+        Final (fine) rotational sampling of the FFT search (deg); the global stage runs at the
+        coarser step of :func:`search_steps` (module docstring).
     n_poses : int
         Distinct poses refined and reported.
     n_replicas, n_remc_steps : int
@@ -630,13 +870,16 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
         t0 = time.perf_counter()
         coarse_voxel = max(float(density_map.voxel_size.max()), R / 2.5)
         coarse = _isotropic(density_map, coarse_voxel)
-        rotations = rotation_grid(angular_step_deg)
-        search_scores, centres = _fft_search(coarse, centred, amplitude, sigma_A, rotations, progress)
-        order = np.argsort(-search_scores, kind="stable")
+        rms = math.sqrt(float(np.mean(np.sum(centred ** 2, axis=1))))
+        rotations, scores, centres, search_scores = _coarse_to_fine(
+            coarse, centred, amplitude, sigma_A, angular_step_deg, R, rms, n_poses, dist_A, progress)
+        order = np.argsort(-scores, kind="stable")
         kept = _distinct(order, rotations, centres, n_poses, dist_A, angle_deg)
         timings["search"] = time.perf_counter() - t0
-        log.info("FFT search: %d rotations at %.1f° on a %.2f Å grid, best local CC %.3f",
-                 len(rotations), angular_step_deg, coarse_voxel, float(search_scores.max()))
+        log.info("FFT search: %d rotations (%d global at %.1f°, local at %.1f°) on a %.2f Å grid, "
+                 "best local CC %.3f", len(rotations), len(search_scores),
+                 search_steps(angular_step_deg, R, rms)[0], angular_step_deg, coarse_voxel,
+                 float(scores.max()))
         t0 = time.perf_counter()
         for r, c, cc in _refine_poses(scorer, rotations[kept], centres[kept], radius):
             pose_r.append(r)
@@ -706,4 +949,5 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
                      cc=float(cc_arr[best]), timings_s=timings)
 
 
-__all__ = ["FitResult", "fit_model", "rotation_grid", "remc_temperatures", "METHODS", "FOOTPRINT_FRACTION"]
+__all__ = ["FitResult", "fit_model", "rotation_grid", "search_steps", "remc_temperatures", "METHODS",
+           "FOOTPRINT_FRACTION"]
