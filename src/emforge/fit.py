@@ -16,37 +16,46 @@ Methods
 -------
 ``"fft"``
     Coarse-to-fine rotational search; ``angular_step_deg`` is the final (fine) step.
+    *Search resolution*: ``R_s = max(R, SEARCH_RESOLUTION_MIN_A)`` (6 Å): for sharper maps the
+    target is Gaussian low-passed by ``sqrt(sigma(R_s)^2 - sigma(R)^2)`` and the model map is
+    simulated at ``R_s``. Where a pose is, is a low-resolution question; a 3 Å map searched at 3 Å
+    only has a narrower correlation peak (more rotations needed) and more sensitivity to the
+    model's local errors. The pose is refined at the true ``R`` afterwards.
     Rotation sets: a super-Fibonacci spiral on the unit quaternions (Alexa, CVPR 2022),
     ``N = ceil(35.5 / step_rad^3)`` rotations (6,679 at 10°, PowerFit's density at that step),
     identity first. Coverage, measured for random rotations (``tests/test_fit.py``): the angle to
     the nearest grid rotation is on average 0.65 x step, 99th percentile 1.0 x step, maximum
     about 1.15 x step. *Global stage*: the whole rotation space at the coarse step
-    ``degrees(R / r_rms)`` (the step whose arc at the model's rms radius ``r_rms`` equals the
-    resolution ``R``) clamped to ``[step, 2 step]`` (:func:`search_steps`; 20° for 1ake at 6 Å
-    and the default 10° step: 836 rotations instead of 6,679). *Local stage*: the best
-    ``max(n_poses, 10)`` distinct global poses (non-maximum suppression at the centre distance
-    below and an angle of 1.2 x the coarse step) are each searched again over the fine-step
-    grid rotations within 1.2 x the coarse step of them (27 rotations per pose for 20° -> 10°),
-    which covers the coarse grid's worst-case gap; the effective sampling near the best poses is
-    thus the fine step, everywhere else the coarse step (when the coarse step equals the fine
-    step there is no local stage). Search grid: isotropic voxel ``max(map voxel, R / 2.5)`` (the
-    target is Gaussian low-passed, then resampled). For each rotation the model map is splatted
-    (numba, in parallel over a batch of 8 rotations) into a small box, normalised over its
-    footprint and cross-correlated with the target for all translations at once (``scipy.fft``,
-    float32; circular correlation of period ``P = next_fast_len(n + h)`` per axis, exact for
-    every model-centre position inside the map because the zero padding covers the template's
-    reach ``h``; transforms pruned to the rows holding data and to the centres inside the map).
-    Candidate translations are the 8 best of that cross-correlation divided by the target's
-    standard deviation over a sphere of the model's size (one FFT pair for the whole search); at
-    those the exact footprint local correlation (PowerFit's LCC) is computed in real space
-    (numba), and the best is the rotation's score. Distinct poses are chosen among all scanned
-    rotations (both stages) by non-maximum suppression (a pose within ``max(R, 4 Å)`` of the
-    centre *and* within ``max(2 step, 15°)`` of the rotation of a better pose is the same pose);
-    each of the top ``n_poses`` is refined by Nelder-Mead on the six rigid parameters, first on
-    a fast surrogate (the target blurred by the atom Gaussian, summed at the atoms, weighted by
-    amplitude: the overlap integral of model map and target), then the best three on the true
-    score on the refinement grid (voxel ``max(map voxel, R / 4)``), and all are re-ranked by the
-    true score. No Laplacian or core weighting is applied.
+    ``degrees(R_s / r_rms)`` (the step whose arc at the model's rms radius ``r_rms`` equals the
+    resolution) clamped to ``[step, 2 step]`` (:func:`search_steps`; 20° for 1ake at 6 Å and the
+    default 10° step: 836 rotations instead of 6,679), on an isotropic grid of voxel
+    ``max(map voxel, R_s / 2)``. *Local stage*: the best ``max(n_poses, 10)`` distinct global
+    poses (non-maximum suppression at the centre distance below and an angle of 1.2 x the coarse
+    step) are each searched again over the fine-step grid rotations within 1.2 x the coarse step
+    of them (27 rotations per pose for 20° -> 10°), which covers the coarse grid's worst-case gap,
+    on a finer grid (voxel ``max(map voxel, R_s / 2.5)``); the effective sampling near the best
+    poses is thus the fine step, everywhere else the coarse step (when the coarse step equals the
+    fine step there is no local stage). Grids: the target is Gaussian low-passed, then resampled.
+    For each rotation the model map is splatted (numba, in parallel over a batch of 8 rotations)
+    into a box of the model's bounding sphere, normalised over its footprint and cross-correlated
+    with the target for all translations at once (``scipy.fft``, float32). The correlation is
+    circular with period ``P = next_fast_len(n + tail)`` per axis (``n`` map voxels, ``tail`` the
+    Gaussian cutoff): exact for every pose whose atoms all lie inside the map box; a template box
+    larger than ``P`` is folded modulo ``P``, which changes nothing for such poses. Transforms
+    are pruned to the rows holding data and to the centres inside the map. Candidate
+    translations are the 8 best of that cross-correlation divided by the target's standard
+    deviation over a sphere of the model's size (one FFT pair for the whole search); at those the
+    exact footprint local correlation (PowerFit's LCC, unfolded, zero outside the map) is
+    computed in real space (numba), and the best is the rotation's score. Distinct poses are
+    chosen among all scanned rotations (both stages) by non-maximum suppression (a pose within
+    ``max(R, 4 Å)`` of the centre *and* within ``max(2 step, 15°)`` of the rotation of a better
+    pose is the same pose). *Refinement* at the true ``R`` on a grid of voxel
+    ``max(map voxel, R / 4)``: each of the top ``n_poses`` is refined by L-BFGS on a smooth
+    surrogate with its analytic gradient (force and torque): the target blurred by the atom
+    Gaussian, trilinearly interpolated at the atoms and summed with the atoms' amplitudes (the
+    overlap integral of model map and target); then the best three are polished by Nelder-Mead on
+    the true score (in parallel threads: the score runs in numba without the GIL), and all are
+    re-ranked by the true score. No Laplacian or core weighting is applied.
 ``"remc"``
     Paper 000 Step 1: ``n_replicas`` (20) replicas at ``T_i = T_min (T_max/T_min)^((i-1)/(N-1))``,
     ``T_min = 0.01``, ``T_max = 1.0``; replica 1 starts from the input pose when the model's
@@ -56,11 +65,14 @@ Methods
     with temperature from 3° / 0.5 Å to 20° / 3 Å), accepted by Metropolis on ``E = 1 - cc``
     (the proposals of all replicas are drawn first, in replica order, and scored together in
     parallel); then neighbouring replicas try to swap (even pairs on even steps, odd pairs on odd steps).
-    The best state each replica visited is polished by Nelder-Mead and the distinct ones are
-    ranked.
+    The best state each replica visited is refined as in ``"fft"`` (surrogate L-BFGS, then a
+    Nelder-Mead polish of the best three) and the distinct ones are ranked. Default length
+    :data:`REMC_STEPS` steps.
 ``"auto"``
-    ``"fft"``, then REMC (same ladder) with the replicas started from the refined top poses
-    (replica ``i`` from pose ``i mod n``), then a final Nelder-Mead polish and re-ranking.
+    The FFT search and surrogate refinement of ``"fft"``, then REMC on the true score (the same
+    ladder, :data:`AUTO_REMC_STEPS` steps) with the replicas started from the refined poses
+    (replica ``i`` from the ``(i mod n)``-th best), then the Nelder-Mead polish of the best three
+    distinct REMC states and a re-ranking of all poses.
 
 Pose table (:attr:`FitResult.poses`)
 ------------------------------------
@@ -87,6 +99,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -108,8 +121,12 @@ METHODS = ("auto", "fft", "remc")
 FOOTPRINT_FRACTION = 0.05
 #: Paper 000 temperature ladder.
 T_MIN, T_MAX = 0.01, 1.0
+#: Default REMC length (steps) for ``method="remc"`` (random starts) and ``"auto"`` (from FFT poses).
+REMC_STEPS, AUTO_REMC_STEPS = 150, 40
 #: Gaussian cutoff in sigma units for the model maps.
 CUTOFF_SIGMA = 3.0
+#: The FFT search runs at no finer a resolution than this (Å): target low-passed, model map widened.
+SEARCH_RESOLUTION_MIN_A = 6.0
 #: Rotations per batch in the FFT search.
 _BATCH = 8
 #: Translations per rotation at which the FFT search computes the exact local correlation.
@@ -288,6 +305,20 @@ def _normalise_footprints(small, frac, mask):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, parallel=True)
+def _fold(small, out):  # pragma: no cover - numba
+    """``out[b]`` = ``small[b]`` summed modulo ``out.shape[1:]`` on every axis (periodic folding)."""
+    _, fz, fy, fx = out.shape
+    box = small.shape[1]
+    for b in numba.prange(small.shape[0]):
+        out[b] = 0.0
+        for z in range(box):
+            for y in range(box):
+                for x in range(box):
+                    out[b, z % fz, y % fy, x % fx] += small[b, z, y, x]
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
 def _candidate_lcc(small, mask, cand, ny, nx, big, h, sd_floor, best_cc, best_idx):  # pragma: no cover
     """Exact footprint local correlation of template ``b`` centred at each flat map index
     ``cand[b, k]`` (``big``: the target zero-padded by the box on every side); the best per ``b``."""
@@ -331,16 +362,23 @@ def _candidate_lcc(small, mask, cand, ny, nx, big, h, sd_floor, best_cc, best_id
 
 
 @numba.njit(cache=True, nogil=True)
-def _trilinear_sum(grid, index_xyz, weight):  # pragma: no cover - numba
-    """``sum_a weight[a] * grid(index_xyz[a])``, trilinear, zero outside ``grid[z, y, x]``
-    (``ndimage.map_coordinates(order=1, mode="constant")``)."""
+def _overlap_force_torque(grid, centred, rot, shift_vox, inv_voxel, weight, out6):  # pragma: no cover
+    """``sum_a weight[a] * grid(x_a)`` (trilinear, zero outside ``grid[z, y, x]``) at the voxel
+    positions ``x_a = (rot @ centred[a]) * inv_voxel + shift_vox``, with its gradient with respect
+    to a translation (per voxel) in ``out6[:3]`` and to an infinitesimal rotation about the centre
+    (the torque, Å per voxel) in ``out6[3:]``."""
     nz, ny, nx = grid.shape
     total = 0.0
-    for a in range(index_xyz.shape[0]):
-        x = index_xyz[a, 0]
-        y = index_xyz[a, 1]
-        z = index_xyz[a, 2]
-        if not (x >= 0.0 and y >= 0.0 and z >= 0.0 and x <= nx - 1 and y <= ny - 1 and z <= nz - 1):
+    for d in range(6):
+        out6[d] = 0.0
+    for a in range(centred.shape[0]):
+        mx = rot[0, 0] * centred[a, 0] + rot[0, 1] * centred[a, 1] + rot[0, 2] * centred[a, 2]
+        my = rot[1, 0] * centred[a, 0] + rot[1, 1] * centred[a, 1] + rot[1, 2] * centred[a, 2]
+        mz = rot[2, 0] * centred[a, 0] + rot[2, 1] * centred[a, 1] + rot[2, 2] * centred[a, 2]
+        x = mx * inv_voxel + shift_vox[0]
+        y = my * inv_voxel + shift_vox[1]
+        z = mz * inv_voxel + shift_vox[2]
+        if not (x >= 0.0 and y >= 0.0 and z >= 0.0 and x < nx - 1 and y < ny - 1 and z < nz - 1):
             continue
         i0 = int(math.floor(x))
         j0 = int(math.floor(y))
@@ -349,22 +387,34 @@ def _trilinear_sum(grid, index_xyz, weight):  # pragma: no cover - numba
         fy = y - j0
         fz = z - k0
         acc = 0.0
+        gx = 0.0
+        gy = 0.0
+        gz = 0.0
         for dk in range(2):
-            k = k0 + dk
-            if k < 0 or k >= nz:
-                continue
             wz = fz if dk else 1.0 - fz
+            sz = 1.0 if dk else -1.0
             for dj in range(2):
-                j = j0 + dj
-                if j < 0 or j >= ny:
-                    continue
                 wy = fy if dj else 1.0 - fy
+                sy = 1.0 if dj else -1.0
                 for di in range(2):
-                    i = i0 + di
-                    if i < 0 or i >= nx:
-                        continue
-                    acc += wz * wy * (fx if di else 1.0 - fx) * grid[k, j, i]
-        total += weight[a] * acc
+                    wx = fx if di else 1.0 - fx
+                    sx = 1.0 if di else -1.0
+                    g = grid[k0 + dk, j0 + dj, i0 + di]
+                    acc += wz * wy * wx * g
+                    gx += sx * wz * wy * g
+                    gy += wz * sy * wx * g
+                    gz += sz * wy * wx * g
+        w = weight[a]
+        total += w * acc
+        gx *= w
+        gy *= w
+        gz *= w
+        out6[0] += gx
+        out6[1] += gy
+        out6[2] += gz
+        out6[3] += my * gz - mz * gy
+        out6[4] += mz * gx - mx * gz
+        out6[5] += mx * gy - my * gx
     return total
 
 
@@ -453,6 +503,14 @@ def _isotropic(m: DensityMap, voxel_A: float) -> DensityMap:
     return resample(m.with_data(data.astype(np.float32)), voxel_A, order=1)
 
 
+def _low_pass(m: DensityMap, sigma_to_A: float, sigma_from_A: float) -> DensityMap:
+    """``m`` blurred by the Gaussian that widens atoms of width ``sigma_from_A`` to ``sigma_to_A``."""
+    if sigma_to_A <= sigma_from_A * 1.001:
+        return m
+    extra_vox = math.sqrt(sigma_to_A ** 2 - sigma_from_A ** 2) / m.voxel_size[::-1]
+    return m.with_data(ndimage.gaussian_filter(m.data, sigma=extra_vox, mode="constant").astype(np.float32))
+
+
 class _Scorer:
     """Local correlation of the model at a pose against a target on an isotropic grid.
 
@@ -479,8 +537,16 @@ class _Scorer:
 
     def overlap(self, rot: np.ndarray, centre: np.ndarray) -> float:
         """Surrogate score (larger is better): blurred target summed at the atoms, amplitude-weighted."""
-        idx = (self.centred @ rot.T + (centre - self.origin)) / self.voxel
-        return _trilinear_sum(self.blur, idx, self.amplitude) * self.blur_scale
+        return self.overlap_grad(rot, centre)[0]
+
+    def overlap_grad(self, rot: np.ndarray, centre: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """:meth:`overlap`, its gradient with respect to the centre (per Å) and the torque about the
+        centre (the gradient with respect to an infinitesimal rotation vector applied after ``rot``)."""
+        out6 = np.empty(6)
+        value = _overlap_force_torque(self.blur, self.centred, np.ascontiguousarray(rot),
+                                      (centre - self.origin) / self.voxel, 1.0 / self.voxel, self.amplitude, out6)
+        out6 *= self.blur_scale / self.voxel
+        return value * self.blur_scale, out6[:3], out6[3:]
 
     def score(self, rot: np.ndarray, centre: np.ndarray) -> float:
         self.n_evals += 1
@@ -501,13 +567,8 @@ class _Scorer:
 # -- local refinement ---------------------------------------------------------------------------
 
 def _refine(scorer: _Scorer, rot: np.ndarray, centre: np.ndarray, radius_A: float,
-            max_evals: int = 400, surrogate: bool = False, steps=(1.5, 0.5)
-            ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Nelder-Mead on (dx, dy, dz in Å, rotation vector x radius in Å) from a pose.
-
-    With ``surrogate`` the fast overlap score is optimised and the returned score is the
-    true local correlation of the result; otherwise the true score is optimised.
-    """
+            max_evals: int = 150, step: float = 0.4) -> tuple[np.ndarray, np.ndarray, float]:
+    """Nelder-Mead on the true score over (dx, dy, dz in Å, rotation vector x radius in Å) from a pose."""
     lever = max(radius_A, 1.0)
 
     def pose(p):
@@ -515,35 +576,74 @@ def _refine(scorer: _Scorer, rot: np.ndarray, centre: np.ndarray, radius_A: floa
         return r, centre + p[:3]
 
     def f(p):
-        r, c = pose(p)
-        return -scorer.overlap(r, c) if surrogate else 1.0 - scorer.score(r, c)
+        return 1.0 - scorer.score(*pose(p))
 
-    best_x = np.zeros(6)
-    best_f = f(best_x)
-    for step in steps:  # restarts with smaller simplices
-        simplex = np.vstack([best_x, best_x + step * np.eye(6)])
-        res = optimize.minimize(f, best_x, method="Nelder-Mead",
-                                options={"initial_simplex": simplex, "xatol": 0.02, "fatol": 1e-6,
-                                         "maxfev": max_evals})
-        if res.fun <= best_f:
-            best_x, best_f = res.x, float(res.fun)
-    r, c = pose(best_x)
-    return r, c, (scorer.score(r, c) if surrogate else 1.0 - best_f)
+    x0 = np.zeros(6)
+    f0 = f(x0)
+    res = optimize.minimize(f, x0, method="Nelder-Mead",
+                            options={"initial_simplex": np.vstack([x0, step * np.eye(6)]), "xatol": 0.02,
+                                     "fatol": 1e-6, "maxfev": max_evals})
+    x, fx = (res.x, float(res.fun)) if res.fun <= f0 else (x0, f0)
+    r, c = pose(x)
+    return r, c, 1.0 - fx
+
+
+def _left_jacobian(w: np.ndarray) -> np.ndarray:
+    """Left Jacobian of SO(3) at rotation vector ``w``: ``d exp(w) = [J(w) dw]_x exp(w)``."""
+    th = float(np.linalg.norm(w))
+    k = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+    if th < 1e-8:
+        return np.eye(3) + 0.5 * k
+    return np.eye(3) + (1 - math.cos(th)) / th ** 2 * k + (th - math.sin(th)) / th ** 3 * (k @ k)
+
+
+def _refine_surrogate(scorer: _Scorer, rot: np.ndarray, centre: np.ndarray, radius_A: float,
+                      max_iter: int = 200) -> tuple[np.ndarray, np.ndarray, float]:
+    """L-BFGS on the surrogate overlap with its analytic gradient; returns the pose and its true score."""
+    lever = max(radius_A, 1.0)
+
+    def pose(p):
+        return Rotation.from_rotvec(p[3:] / lever).as_matrix() @ rot, centre + p[:3]
+
+    def f(p):
+        r, c = pose(p)
+        val, force, torque = scorer.overlap_grad(r, c)
+        g_rot = _left_jacobian(p[3:] / lever).T @ torque / lever
+        return -val, -np.concatenate([force, g_rot])
+
+    res = optimize.minimize(f, np.zeros(6), jac=True, method="L-BFGS-B",
+                            options={"maxiter": max_iter, "gtol": 1e-9, "ftol": 1e-10})
+    r, c = pose(res.x)
+    return r, c, scorer.score(r, c)
 
 
 def _refine_poses(scorer: _Scorer, rots, centres, radius_A: float, n_polish: int = 3):
     """Surrogate refinement of every pose, then true-score polish of the best ``n_polish``."""
     out = []
     for r0, c0 in zip(rots, centres):
-        res = _refine(scorer, r0, c0, radius_A, max_evals=600, surrogate=True, steps=(2.0, 0.7))
+        res = _refine_surrogate(scorer, r0, c0, radius_A)
         cc0 = scorer.score(r0, c0)
         out.append(res if res[2] >= cc0 else (r0, c0, cc0))  # never worse than the start
-    order = np.argsort([-o[2] for o in out], kind="stable")
-    for i in order[:n_polish]:
+    return _polish_poses(scorer, [o[0] for o in out], [o[1] for o in out], [o[2] for o in out],
+                         radius_A, n_polish)
+
+
+def _polish_poses(scorer: _Scorer, rots, centres, ccs, radius_A: float, n_polish: int):
+    """Nelder-Mead on the true score of the best ``n_polish`` poses (in threads); all poses returned."""
+    out = list(zip(rots, centres, (float(c) for c in ccs)))
+    order = [int(i) for i in np.argsort([-o[2] for o in out], kind="stable")[:n_polish]]
+    if not order:
+        return out
+
+    def polish(i):
         r, c, cc = out[i]
-        out[i] = _refine(scorer, r, c, radius_A, max_evals=150, steps=(0.4,))
-        if out[i][2] < cc:  # never worse than the surrogate result
-            out[i] = (r, c, cc)
+        res = _refine(scorer, r, c, radius_A)
+        return res if res[2] >= cc else (r, c, cc)  # never worse than the surrogate result
+
+    # the true score runs in numba without the GIL: the polishes share the cores
+    with ThreadPoolExecutor(max_workers=max(1, min(len(order), numba.get_num_threads()))) as pool:
+        for i, res in zip(order, pool.map(polish, order)):
+            out[i] = res
     return out
 
 
@@ -586,9 +686,15 @@ def _fft_search(target: DensityMap, centred: np.ndarray, amplitude: np.ndarray, 
     radius = float(np.linalg.norm(centred, axis=1).max())
     h = int(math.ceil((radius + CUTOFF_SIGMA * float(sigma_A.max())) / v)) + 1
     box = 2 * h + 1
-    # circular correlation of period P: exact for the centres inside the map as soon as the
-    # target's zero padding covers the template's reach on either side, P >= n + h (and >= box)
-    p_shape = tuple(scipy.fft.next_fast_len(int(max(n + h, box)), real=True) for n in shape)
+    # circular correlation of period P >= n + tail (and >= box): exact for every pose whose atoms
+    # all lie inside the map box (their Gaussian tails fall in the zero padding); a pose sticking
+    # out of the box may pick up wrapped density from the opposite side, but only candidates are
+    # chosen from these values: their score is the exact local correlation computed below.
+    # The template box (2h + 1, the model's bounding sphere) may exceed P on some axes: it is then
+    # folded modulo P, which leaves the correlation unchanged wherever the model fits in the map.
+    tail = int(math.ceil(CUTOFF_SIGMA * float(sigma_A.max()) / v)) + 1
+    p_shape = tuple(scipy.fft.next_fast_len(int(n + tail), real=True) for n in shape)
+    fold_shape = tuple(min(box, p) for p in p_shape)
     tpad = np.zeros(p_shape, np.float32)
     tpad[:shape[0], :shape[1], :shape[2]] = target.data
     ft = scipy.fft.rfftn(tpad, workers=2)[None]
@@ -621,7 +727,8 @@ def _fft_search(target: DensityMap, centred: np.ndarray, amplitude: np.ndarray, 
         _splat_batch(idx, amplitude, sig_vox, CUTOFF_SIGMA, small)
         mask = np.empty(small.shape, np.bool_)
         _normalise_footprints(small, FOOTPRINT_FRACTION, mask)
-        cross = _irfft_select(np.conj(_rfft_padded(small, p_shape)) * ft, p_shape, sel)
+        folded = small if fold_shape == (box, box, box) else _fold(small, np.empty((b,) + fold_shape, np.float32))
+        cross = _irfft_select(np.conj(_rfft_padded(folded, p_shape)) * ft, p_shape, sel)
         approx = (cross * inv_sd[None]).reshape(b, -1)
         cand = np.ascontiguousarray(np.argpartition(-approx, k_cand - 1, axis=1)[:, :k_cand])
         best_cc = np.empty(b)
@@ -654,7 +761,8 @@ def _local_offsets(radius_deg: float, step_deg: float) -> np.ndarray:
     return g[np.degrees(np.arccos(c)) <= radius_deg]
 
 
-def _coarse_to_fine(target: DensityMap, centred, amplitude, sigma_A, angular_step_deg: float,
+def _coarse_to_fine(target: DensityMap, local_target: DensityMap, centred, amplitude, sigma_A,
+                    angular_step_deg: float,
                     resolution_A: float, rms_radius_A: float, n_poses: int, dist_A: float,
                     progress: ProgressFn | None):
     """Global FFT search at the coarse step, then local FFT searches at the fine step.
@@ -681,7 +789,7 @@ def _coarse_to_fine(target: DensityMap, centred, amplitude, sigma_A, angular_ste
     l_rots = np.concatenate([g_rots[i] @ offsets for i in seeds])  # offsets about the seed's frame
     n_g = len(g_rots)
     local_progress = None if progress is None else (lambda d, t: progress(n_g + d, n_g + t))
-    l_scores, l_centres = _fft_search(target, centred, amplitude, sigma_A, l_rots, local_progress)
+    l_scores, l_centres = _fft_search(local_target, centred, amplitude, sigma_A, l_rots, local_progress)
     return (np.concatenate([g_rots, l_rots]), np.concatenate([g_scores, l_scores]),
             np.concatenate([g_centres, l_centres]), g_scores)
 
@@ -807,7 +915,7 @@ def _density_centroid(m: DensityMap) -> np.ndarray:
 
 def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, method: str = "auto", *,
               angular_step_deg: float = 10.0, n_poses: int = 10, n_replicas: int = 20,
-              n_remc_steps: int = 150, seed: int = 0, kernel: str = "emrefiner",
+              n_remc_steps: int | None = None, seed: int = 0, kernel: str = "emrefiner",
               progress: ProgressFn | None = None) -> FitResult:
     """Place ``model`` into ``density_map`` as a rigid body.
 
@@ -828,7 +936,9 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
     n_poses : int
         Distinct poses refined and reported.
     n_replicas, n_remc_steps : int
-        REMC replicas and steps (each step: one move per replica and a round of neighbour swaps).
+        REMC replicas and steps (each step: one move per replica and a round of neighbour swaps);
+        steps default to :data:`REMC_STEPS` for ``"remc"`` and :data:`AUTO_REMC_STEPS` for ``"auto"``
+        (whose replicas start from refined FFT poses).
     seed : int
         Seed of the numpy Generator behind every random choice.
     kernel : str
@@ -847,6 +957,8 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    if n_remc_steps is None:
+        n_remc_steps = AUTO_REMC_STEPS if method == "auto" else REMC_STEPS
     prot = _check_inputs(model, density_map, resolution_A, method, angular_step_deg,
                          n_poses, n_replicas, n_remc_steps)
     R = float(resolution_A)
@@ -855,8 +967,8 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
     c0 = prot.coords.mean(axis=0)
     centred = prot.coords - c0
     radius = float(np.linalg.norm(centred, axis=1).max())
-    fine_voxel = max(float(density_map.voxel_size.max()), R / 4.0)
-    fine = _isotropic(density_map, fine_voxel)
+    map_voxel = float(density_map.voxel_size.max())
+    fine = _isotropic(density_map, max(map_voxel, R / 4.0))
     scorer = _Scorer(fine, centred, amplitude, sigma_A)
     timings["prepare"] = time.perf_counter() - t_start
     dist_A = max(R, 4.0)
@@ -868,20 +980,25 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
     search_scores = np.empty(0)
     if method in ("fft", "auto"):
         t0 = time.perf_counter()
-        coarse_voxel = max(float(density_map.voxel_size.max()), R / 2.5)
-        coarse = _isotropic(density_map, coarse_voxel)
+        R_s = max(R, SEARCH_RESOLUTION_MIN_A)
+        amp_s, sigma_s = (amplitude, sigma_A) if R_s == R else kernel_parameters(prot, R_s, kernel)
+        blurred = _low_pass(density_map, float(np.median(sigma_s)), float(np.median(sigma_A)))
+        global_voxel = max(map_voxel, R_s / 2.0)
         rms = math.sqrt(float(np.mean(np.sum(centred ** 2, axis=1))))
         rotations, scores, centres, search_scores = _coarse_to_fine(
-            coarse, centred, amplitude, sigma_A, angular_step_deg, R, rms, n_poses, dist_A, progress)
+            _isotropic(blurred, global_voxel), _isotropic(blurred, max(map_voxel, R_s / 2.5)),
+            centred, amp_s, sigma_s, angular_step_deg, R_s, rms, n_poses, dist_A, progress)
         order = np.argsort(-scores, kind="stable")
         kept = _distinct(order, rotations, centres, n_poses, dist_A, angle_deg)
         timings["search"] = time.perf_counter() - t0
-        log.info("FFT search: %d rotations (%d global at %.1f°, local at %.1f°) on a %.2f Å grid, "
-                 "best local CC %.3f", len(rotations), len(search_scores),
-                 search_steps(angular_step_deg, R, rms)[0], angular_step_deg, coarse_voxel,
+        log.info("FFT search at %.1f Å: %d rotations (%d global at %.1f°, local at %.1f°), global grid "
+                 "%.2f Å, best local CC %.3f", R_s, len(rotations), len(search_scores),
+                 search_steps(angular_step_deg, R_s, rms)[0], angular_step_deg, global_voxel,
                  float(scores.max()))
         t0 = time.perf_counter()
-        for r, c, cc in _refine_poses(scorer, rotations[kept], centres[kept], radius):
+        # auto: the REMC below refines the poses on the true score, so no polish here
+        for r, c, cc in _refine_poses(scorer, rotations[kept], centres[kept], radius,
+                                      n_polish=3 if method == "fft" else 0):
             pose_r.append(r)
             pose_c.append(c)
             pose_cc.append(cc)
@@ -902,7 +1019,9 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
         t0 = time.perf_counter()
         order = np.argsort(-best_cc, kind="stable")
         kept = _distinct(order, best_r, best_c, n_poses, dist_A, angle_deg)
-        for r, c, cc in _refine_poses(scorer, best_r[kept], best_c[kept], radius):
+        for r, c, cc in _polish_poses(scorer, best_r[kept], best_c[kept], best_cc[kept], radius,
+                                      n_polish=3) if method == "auto" else \
+                _refine_poses(scorer, best_r[kept], best_c[kept], radius):
             pose_r.append(r)
             pose_c.append(c)
             pose_cc.append(cc)
@@ -950,4 +1069,4 @@ def fit_model(model: AtomModel, density_map: DensityMap, resolution_A: float, me
 
 
 __all__ = ["FitResult", "fit_model", "rotation_grid", "search_steps", "remc_temperatures", "METHODS",
-           "FOOTPRINT_FRACTION"]
+           "FOOTPRINT_FRACTION", "SEARCH_RESOLUTION_MIN_A", "REMC_STEPS", "AUTO_REMC_STEPS"]
