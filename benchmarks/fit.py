@@ -277,8 +277,9 @@ def helical_copy(case: Case, model: AtomModel) -> str | None:
                 continue
             da = (a - k * twist + 180.0) % 360.0 - 180.0
             if abs(da) < 3.0 and abs(d - k * rise) < 2.0:
+                want = (k * twist + 180.0) % 360.0 - 180.0
                 return (f"subunit {k:+d} of the helix (screw {a:.1f}°, {d:.1f} Å; {k:+d} x ({twist:g}°, "
-                        f"{rise:g} Å) = {k * twist:.1f}°, {k * rise:.1f} Å)")
+                        f"{rise:g} Å) = {want:.1f}° (mod 360), {k * rise:.1f} Å)")
     return None
 
 

@@ -89,7 +89,7 @@ visited by all replicas. A correct fit stands far above the rest (z typically > 
 Supported inputs: a protein model (non-protein atoms are ignored for scoring but moved with the
 model), a map in any frame, the model smaller than or comparable to the map box (a single chain
 in a complex map is supported through the local score). Rejected with :class:`InputError`:
-resolution not > 0, no protein atoms, a model whose diameter exceeds 1.2 x the map box diagonal,
+resolution not > 0, no protein atoms, a model whose diameter exceeds 1.5 x the map box diagonal,
 a map with (near) zero variance, unknown method.
 """
 
@@ -121,6 +121,8 @@ METHODS = ("auto", "fft", "remc")
 FOOTPRINT_FRACTION = 0.05
 #: Paper 000 temperature ladder.
 T_MIN, T_MAX = 0.01, 1.0
+#: A model whose diameter exceeds this many map-box diagonals is rejected (it cannot be placed).
+MAX_DIAMETER_RATIO = 1.5
 #: Default REMC length (steps) for ``method="remc"`` (random starts) and ``"auto"`` (from FFT poses).
 REMC_STEPS, AUTO_REMC_STEPS = 150, 40
 #: Gaussian cutoff in sigma units for the model maps.
@@ -897,7 +899,7 @@ def _check_inputs(model: AtomModel, density_map: DensityMap, resolution_A: float
         raise InputError("map has zero variance: nothing to fit into")
     diameter = 2.0 * float(np.linalg.norm(prot.coords - prot.coords.mean(axis=0), axis=1).max())
     diagonal = float(np.linalg.norm(density_map.shape_xyz * density_map.voxel_size))
-    if diameter > 1.2 * diagonal:
+    if diameter > MAX_DIAMETER_RATIO * diagonal:
         raise InputError(f"model is much larger than the map: model diameter {diameter:.1f} Å vs map box "
                          f"diagonal {diagonal:.1f} Å; use a map covering the whole model or fit a part of it")
     return prot
