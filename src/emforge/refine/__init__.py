@@ -1,0 +1,1 @@
+"""Model refinement in density maps: EM-Refiner (:mod:`.emrefiner`)."""
