@@ -136,3 +136,39 @@ def test_accept_without_delta_fails(ubq, energy_setup):
     e = make_energy(ubq, energy_setup)
     with pytest.raises(RuntimeError):
         e.accept()
+
+
+# -- the shipped knowledge-based tables -------------------------------------------------------------
+
+def _helix_energy(phi, psi, ss, target):
+    from backbone_builder import build_backbone, make_model
+
+    model = make_model({"A": build_backbone(np.asarray(phi, float), np.asarray(psi, float))})
+    return EMRefinerEnergy.from_model(model, target, RES_A, ss)
+
+
+def test_ideal_helix_hbonds_beat_a_broken_helix(ubq):
+    """Shipped H-bond statistics: an ideal alpha helix has a lower E_hb than the same helix with
+    its middle residue's psi turned by 70 degrees (which breaks the i -> i+4 bonds across it)."""
+    n = 16
+    target = simulate_map(ubq, None, RES_A, voxel_size_A=2.0)
+    phi, psi = np.full(n, -57.0), np.full(n, -47.0)
+    ideal = _helix_energy(phi, psi, "H" * n, target).terms()
+    psi_broken = psi.copy()
+    psi_broken[n // 2] += 70.0
+    broken = _helix_energy(phi, psi_broken, "H" * n, target).terms()
+    assert ideal["hb"] < -0.35 * (n - 4)  # the n - 4 i -> i+4 bonds all formed
+    assert broken["hb"] > ideal["hb"] + 1.0
+
+
+def test_torsion_table_prefers_populated_regions(ubq):
+    """Shipped torsion table: helical residues in the alpha region score lower than in the
+    left-handed region, strand residues in the beta region lower than in the alpha region."""
+    target = simulate_map(ubq, None, RES_A, voxel_size_A=2.0)
+    n = 8
+
+    def tor(phi, psi, ss):
+        return _helix_energy(np.full(n, phi), np.full(n, psi), ss * n, target).terms()["torsion"]
+
+    assert tor(-60.0, -45.0, "H") < tor(60.0, 45.0, "H") - 2.0 * (n - 2)
+    assert tor(-120.0, 130.0, "E") < tor(-60.0, -45.0, "E") - 0.5 * (n - 2)

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         ss = assign_secondary_structure(m, states=3)
         s_idx = np.array([SS_CODES.index(c) if c in "HE" else 2 for c in ss])
         tor = backbone_torsions(m)
-        phi, psi = tor["phi"], tor["psi"]
+        phi, psi = tor["phi_deg"], tor["psi_deg"]
         starts = m.residue_starts()
         aa_map = {a: i for i, a in enumerate(AMINO_ACIDS)}
         aa = np.array([aa_map.get(r, -1) for r in m.res_name[starts]])
