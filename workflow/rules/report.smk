@@ -47,7 +47,7 @@ rule summary:
     log:
         "logs/summary.log",
     benchmark:
-        "benchmarks/summary.tsv"
+        "benchmarks/all/summary.tsv"
     threads: 1
     resources:
         mem_mb=1000,
