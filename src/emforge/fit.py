@@ -112,7 +112,7 @@ from scipy.spatial.transform import Rotation
 from emforge.errors import InputError, require_positive
 from emforge.maps import DensityMap, resample
 from emforge.models import AtomModel, RigidTransform
-from emforge.simulate import kernel_parameters
+from emforge.simulate import add_gaussians, kernel_parameters
 
 log = logging.getLogger(__name__)
 
@@ -205,66 +205,12 @@ def _small_rotation(rng: np.random.Generator, sigma_rad: float) -> np.ndarray:
 
 # -- model maps --------------------------------------------------------------------------------
 
-@numba.njit(cache=True, nogil=True)
-def _splat(index_xyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no cover - numba
-    """Add isotropic truncated Gaussians (serial; small grids) into ``out[z, y, x]``.
-
-    Same definition as :func:`emforge.simulate.splat_gaussians` (cut at a sphere of
-    ``cutoff_sigma`` sigma), without its per-call set-up: the inner loop of the fit.
-    """
-    nz, ny, nx = out.shape
-    c2 = cutoff_sigma * cutoff_sigma
-    n_buf = int(2.0 * cutoff_sigma * sigma_vox.max()) + 3
-    wx = np.empty(n_buf)
-    dx2 = np.empty(n_buf)
-    wy = np.empty(n_buf)
-    dy2 = np.empty(n_buf)
-    for a in range(index_xyz.shape[0]):
-        s = sigma_vox[a]
-        r = cutoff_sigma * s
-        x = index_xyz[a, 0]
-        y = index_xyz[a, 1]
-        z = index_xyz[a, 2]
-        i0 = max(0, int(math.ceil(x - r)))
-        i1 = min(nx - 1, int(math.floor(x + r)))
-        j0 = max(0, int(math.ceil(y - r)))
-        j1 = min(ny - 1, int(math.floor(y + r)))
-        k0 = max(0, int(math.ceil(z - r)))
-        k1 = min(nz - 1, int(math.floor(z + r)))
-        if i1 < i0 or j1 < j0 or k1 < k0:
-            continue
-        inv = 1.0 / s
-        for i in range(i0, i1 + 1):
-            d = (i - x) * inv
-            dx2[i - i0] = d * d
-            wx[i - i0] = math.exp(-0.5 * d * d)
-        for j in range(j0, j1 + 1):  # separable: one exp per row, not per (row, plane)
-            d = (j - y) * inv
-            dy2[j - j0] = d * d
-            wy[j - j0] = math.exp(-0.5 * d * d)
-        amp = amplitude[a]
-        for k in range(k0, k1 + 1):
-            dz = (k - z) * inv
-            dz2 = dz * dz
-            if dz2 > c2:
-                continue
-            fz = amp * math.exp(-0.5 * dz2)
-            for j in range(j0, j1 + 1):
-                dyz2 = dy2[j - j0] + dz2
-                if dyz2 > c2:
-                    continue
-                f = fz * wy[j - j0]
-                for i in range(i0, i1 + 1):
-                    if dx2[i - i0] + dyz2 <= c2:
-                        out[k, j, i] += f * wx[i - i0]
-    return out
-
-
 @numba.njit(cache=True, parallel=True)
 def _splat_batch(index_bxyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no cover - numba
-    """:func:`_splat` of ``index_bxyz[b]`` into ``out[b]`` for every ``b``, in parallel over ``b``."""
+    """:func:`emforge.simulate.add_gaussians` of ``index_bxyz[b]`` into ``out[b]`` for every ``b``,
+    in parallel over ``b``."""
     for b in numba.prange(index_bxyz.shape[0]):
-        _splat(index_bxyz[b], amplitude, sigma_vox, cutoff_sigma, out[b])
+        add_gaussians(index_bxyz[b], amplitude, sigma_vox, cutoff_sigma, out[b])
     return out
 
 
@@ -439,7 +385,7 @@ def _local_cc(index_xyz, amplitude, sigma_vox, data, pad, frac, var_floor):  # p
     for a in range(index_xyz.shape[0]):
         for d in range(3):
             shifted[a, d] = index_xyz[a, d] - lo[d]
-    _splat(shifted, amplitude, sigma_vox, CUTOFF_SIGMA, sim)
+    add_gaussians(shifted, amplitude, sigma_vox, CUTOFF_SIGMA, sim)
     smax = sim.max()
     if not smax > 0:
         return 0.0
@@ -487,7 +433,7 @@ def _model_map(index_xyz: np.ndarray, amplitude: np.ndarray, sigma_vox: np.ndarr
                shape_zyx: tuple[int, int, int]) -> np.ndarray:
     """Model map (float32, ``shape_zyx``) of atoms at voxel indices ``index_xyz`` (N, 3) (x, y, z)."""
     out = np.zeros(shape_zyx, np.float32)
-    return _splat(np.ascontiguousarray(index_xyz, dtype=np.float64), amplitude, sigma_vox,
+    return add_gaussians(np.ascontiguousarray(index_xyz, dtype=np.float64), amplitude, sigma_vox,
                   CUTOFF_SIGMA, out)
 
 

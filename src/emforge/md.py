@@ -204,7 +204,7 @@ def complete_model(model: AtomModel, *, ph: float = 7.0, seed: int = 0, platform
                         sub.b_factor, np.ones(len(sub)), np.zeros(len(sub), bool), sub.residue_index)
     st = to_gemmi(renamed)
     pdb_text = st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
-    # no CRYST1: gemmi writes a 1 Å placeholder cell that OpenMM would read as a periodic box
+    # no CRYST1: gemmi writes a dummy 1 Å cell that OpenMM would read as a periodic box
     pdb_text = "".join(line for line in pdb_text.splitlines(keepends=True) if not line.startswith("CRYST1"))
     # OpenMM's Modeller places new hydrogens at random with Python's global ``random`` before it
     # minimises them: seed it for reproducible output and restore the caller's state afterwards

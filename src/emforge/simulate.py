@@ -299,6 +299,64 @@ def _slab_plan(lo: np.ndarray, hi: np.ndarray, nz: int):
     return order, slab_start, begin, end
 
 
+
+@numba.njit(cache=True, nogil=True)
+def add_gaussians(index_xyz, amplitude, sigma_vox, cutoff_sigma, out):  # pragma: no cover - numba
+    """Add isotropic truncated Gaussians into ``out[z, y, x]`` (serial; small grids; in place).
+
+    Atom ``a`` at voxel position ``index_xyz[a]`` (x, y, z) adds ``amplitude[a] exp(-q/2)``,
+    ``q = |idx - index_xyz[a]|^2 / sigma_vox[a]^2 <= cutoff_sigma^2`` (the definition of
+    :func:`splat_gaussians` without its per-call set-up; negative amplitudes subtract). The inner
+    loop of rigid fitting and of incremental model maps; callable from numba code.
+    """
+    nz, ny, nx = out.shape
+    c2 = cutoff_sigma * cutoff_sigma
+    n_buf = int(2.0 * cutoff_sigma * sigma_vox.max()) + 3
+    wx = np.empty(n_buf)
+    dx2 = np.empty(n_buf)
+    wy = np.empty(n_buf)
+    dy2 = np.empty(n_buf)
+    for a in range(index_xyz.shape[0]):
+        s = sigma_vox[a]
+        r = cutoff_sigma * s
+        x = index_xyz[a, 0]
+        y = index_xyz[a, 1]
+        z = index_xyz[a, 2]
+        i0 = max(0, int(math.ceil(x - r)))
+        i1 = min(nx - 1, int(math.floor(x + r)))
+        j0 = max(0, int(math.ceil(y - r)))
+        j1 = min(ny - 1, int(math.floor(y + r)))
+        k0 = max(0, int(math.ceil(z - r)))
+        k1 = min(nz - 1, int(math.floor(z + r)))
+        if i1 < i0 or j1 < j0 or k1 < k0:
+            continue
+        inv = 1.0 / s
+        for i in range(i0, i1 + 1):
+            d = (i - x) * inv
+            dx2[i - i0] = d * d
+            wx[i - i0] = math.exp(-0.5 * d * d)
+        for j in range(j0, j1 + 1):  # separable: one exp per row, not per (row, plane)
+            d = (j - y) * inv
+            dy2[j - j0] = d * d
+            wy[j - j0] = math.exp(-0.5 * d * d)
+        amp = amplitude[a]
+        for k in range(k0, k1 + 1):
+            dz = (k - z) * inv
+            dz2 = dz * dz
+            if dz2 > c2:
+                continue
+            fz = amp * math.exp(-0.5 * dz2)
+            for j in range(j0, j1 + 1):
+                dyz2 = dy2[j - j0] + dz2
+                if dyz2 > c2:
+                    continue
+                f = fz * wy[j - j0]
+                for i in range(i0, i1 + 1):
+                    if dx2[i - i0] + dyz2 <= c2:
+                        out[k, j, i] += f * wx[i - i0]
+    return out
+
+
 def splat_gaussians(index_xyz: np.ndarray, amplitude: np.ndarray, sigma_vox: np.ndarray,
                     shape_zyx: tuple[int, int, int], cutoff_sigma: float = 3.0,
                     out: np.ndarray | None = None) -> np.ndarray:

@@ -57,7 +57,7 @@ from emforge.errors import InputError
 from emforge.geometry.covalent import build_restraints, residue_atom_index, residue_rows
 from emforge.maps import DensityMap
 from emforge.models import AtomModel
-from emforge.simulate import kernel_parameters
+from emforge.simulate import add_gaussians, kernel_parameters
 
 TERMS = ("cc", "lj", "hb", "bond", "torsion", "restraint")
 LJ_CUTOFF_A = 8.0
@@ -298,40 +298,6 @@ def _hb_partial(cc, oo, hh, nn, has_acc, has_don, chain, helix, affected, aff_ma
 
 
 @numba.njit(cache=True, nogil=True)
-def _splat_signed(idx_xyz, amp, sig_vox, sign, lo, box):  # pragma: no cover - numba
-    """Add ``sign`` x truncated Gaussians of atoms at voxel positions into ``box`` whose voxel
-    [0, 0, 0] is the map voxel ``lo`` (x, y, z)."""
-    nz, ny, nx = box.shape
-    c2 = CUTOFF_SIGMA * CUTOFF_SIGMA
-    for a in range(idx_xyz.shape[0]):
-        s = sig_vox[a]
-        r = CUTOFF_SIGMA * s
-        x = idx_xyz[a, 0] - lo[0]
-        y = idx_xyz[a, 1] - lo[1]
-        z = idx_xyz[a, 2] - lo[2]
-        i0 = max(0, int(math.ceil(x - r)))
-        i1 = min(nx - 1, int(math.floor(x + r)))
-        j0 = max(0, int(math.ceil(y - r)))
-        j1 = min(ny - 1, int(math.floor(y + r)))
-        k0 = max(0, int(math.ceil(z - r)))
-        k1 = min(nz - 1, int(math.floor(z + r)))
-        inv2 = 1.0 / (s * s)
-        f = sign * amp[a]
-        for k in range(k0, k1 + 1):
-            dz2 = (k - z) * (k - z) * inv2
-            if dz2 > c2:
-                continue
-            for j in range(j0, j1 + 1):
-                dyz2 = dz2 + (j - y) * (j - y) * inv2
-                if dyz2 > c2:
-                    continue
-                for i in range(i0, i1 + 1):
-                    q = dyz2 + (i - x) * (i - x) * inv2
-                    if q <= c2:
-                        box[k, j, i] += f * math.exp(-0.5 * q)
-
-
-@numba.njit(cache=True, nogil=True)
 def _box_sums(delta, rho, target, lo):  # pragma: no cover - numba
     """Changes of sum(rho), sum(rho^2), sum(rho * target) when ``delta`` is added at ``lo``."""
     nz, ny, nx = delta.shape
@@ -514,8 +480,7 @@ class EMRefinerEnergy:
     def _reset_density(self) -> None:
         t = self.target
         self.rho = np.zeros_like(t)
-        lo = np.zeros(3, np.int64)
-        _splat_signed(np.ascontiguousarray(self._index(self.coords)), self.amp, self.sig_vox, 1.0, lo, self.rho)
+        add_gaussians(np.ascontiguousarray(self._index(self.coords)), self.amp, self.sig_vox, CUTOFF_SIGMA, self.rho)
         self.sums = np.array([self.rho.sum(), (self.rho ** 2).sum(), (self.rho * t).sum(), t.sum(), (t ** 2).sum(),
                               float(t.size)])
 
@@ -537,8 +502,8 @@ class EMRefinerEnergy:
         box = np.zeros(tuple((hi - lo + 1)[::-1]), np.float64)
         amp = self.amp[moved]
         sig = self.sig_vox[moved]
-        _splat_signed(np.ascontiguousarray(new_idx), amp, sig, 1.0, lo, box)
-        _splat_signed(np.ascontiguousarray(old_idx), amp, sig, -1.0, lo, box)
+        add_gaussians(np.ascontiguousarray(new_idx - lo), amp, sig, CUTOFF_SIGMA, box)
+        add_gaussians(np.ascontiguousarray(old_idx - lo), -amp, sig, CUTOFF_SIGMA, box)
         d1, d2, d3 = _box_sums(box, self.rho, self.target, lo)
         sums = self.sums.copy()
         sums[0] += d1
@@ -624,8 +589,7 @@ class EMRefinerEnergy:
             cc = self._cc_from_sums(self.sums)
         else:
             rho = np.zeros_like(self.target)
-            _splat_signed(np.ascontiguousarray(self._index(X)), self.amp, self.sig_vox, 1.0, np.zeros(3, np.int64),
-                          rho)
+            add_gaussians(np.ascontiguousarray(self._index(X)), self.amp, self.sig_vox, CUTOFF_SIGMA, rho)
             t = self.target
             cc = self._cc_from_sums(np.array([rho.sum(), (rho ** 2).sum(), (rho * t).sum(), t.sum(), (t ** 2).sum(),
                                               float(t.size)]))
