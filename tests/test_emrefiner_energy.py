@@ -172,3 +172,14 @@ def test_torsion_table_prefers_populated_regions(ubq):
 
     assert tor(-60.0, -45.0, "H") < tor(60.0, 45.0, "H") - 2.0 * (n - 2)
     assert tor(-120.0, 130.0, "E") < tor(-60.0, -45.0, "E") - 0.5 * (n - 2)
+
+
+def test_hbond_kernel_matches_the_array_reference(ubq, energy_setup):
+    """The H-bond sum built from atom coordinates in numba equals the one from numpy backbone arrays."""
+    e = make_energy(ubq, energy_setup)
+    rng = np.random.default_rng(1)
+    everything = np.arange(len(e.bb))
+    some = np.sort(rng.choice(len(e.bb), 12, replace=False))
+    for X in (e.coords.copy(), e.coords + rng.normal(scale=0.3, size=e.coords.shape)):
+        for res in (everything, some):
+            assert e._hb_partial(X, res) == pytest.approx(e._hb_partial_reference(X, res), rel=1e-10, abs=1e-12)

@@ -282,6 +282,7 @@ def _hb_pair(c, o, h, n, helical, mean, sd, cutoff):  # pragma: no cover - numba
 def _hb_partial(cc, oo, hh, nn, has_acc, has_don, chain, helix, affected, aff_mask, mean, sd, cutoff, min_sep):
     """H-bond energy of every pair with the acceptor or the donor residue in ``affected``."""  # pragma: no cover
     n_res = cc.shape[0]
+    c2 = cutoff * cutoff
     total = 0.0
     for a in range(affected.shape[0]):
         r = affected[a]
@@ -289,11 +290,149 @@ def _hb_partial(cc, oo, hh, nn, has_acc, has_don, chain, helix, affected, aff_ma
             if abs(r - s) < min_sep and chain[r] == chain[s]:
                 continue
             # r acceptor, s donor
-            if has_acc[r] and has_don[s]:
+            if has_acc[r] and has_don[s] and _near(oo, hh, r, s, c2):
                 total += _hb_pair(cc[r], oo[r], hh[s], nn[s], helix[r] and helix[s], mean, sd, cutoff)
             # s acceptor, r donor (skip when s is affected too: counted as its own acceptor pair)
-            if has_acc[s] and has_don[r] and not aff_mask[s]:
+            if has_acc[s] and has_don[r] and not aff_mask[s] and _near(oo, hh, s, r, c2):
                 total += _hb_pair(cc[s], oo[s], hh[r], nn[r], helix[r] and helix[s], mean, sd, cutoff)
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _amide_h(X, bb, j, out):  # pragma: no cover - numba
+    """Bisector amide H of residue ``j`` (needs N, CA of j and C of j - 1) into ``out`` (3,)."""
+    n = bb[j, 0]
+    ca = bb[j, 1]
+    cp = bb[j - 1, 2]
+    ux = X[n, 0] - X[cp, 0]
+    uy = X[n, 1] - X[cp, 1]
+    uz = X[n, 2] - X[cp, 2]
+    vx = X[n, 0] - X[ca, 0]
+    vy = X[n, 1] - X[ca, 1]
+    vz = X[n, 2] - X[ca, 2]
+    nu = max(math.sqrt(ux * ux + uy * uy + uz * uz), 1e-12)
+    nv = max(math.sqrt(vx * vx + vy * vy + vz * vz), 1e-12)
+    wx = ux / nu + vx / nv
+    wy = uy / nu + vy / nv
+    wz = uz / nu + vz / nv
+    nw = max(math.sqrt(wx * wx + wy * wy + wz * wz), 1e-12)
+    out[0] = X[n, 0] + 1.01 * wx / nw
+    out[1] = X[n, 1] + 1.01 * wy / nw
+    out[2] = X[n, 2] + 1.01 * wz / nw
+
+
+@numba.njit(cache=True, nogil=True)
+def _hb_partial_x(X, bb, has_acc, has_don, chain, helix, affected, aff_mask, mean, sd, cutoff, min_sep):
+    """:func:`_hb_partial` from atom coordinates ``X`` (amide H built per candidate pair)."""  # pragma: no cover
+    n_res = bb.shape[0]
+    c2 = cutoff * cutoff
+    pre2 = (cutoff + 1.02) ** 2  # |O - H| < cutoff needs |O - N| < cutoff + |N - H|
+    h = np.empty(3)
+    c = np.empty(3)
+    o = np.empty(3)
+    nn = np.empty(3)
+    total = 0.0
+    for a in range(affected.shape[0]):
+        r = affected[a]
+        for s in range(n_res):
+            if abs(r - s) < min_sep and chain[r] == chain[s]:
+                continue
+            for k in range(2):
+                if k == 0:
+                    acc, don = r, s
+                else:
+                    if aff_mask[s]:
+                        continue  # counted when s is the affected acceptor
+                    acc, don = s, r
+                if not (has_acc[acc] and has_don[don]):
+                    continue
+                io = bb[acc, 3]
+                i_n = bb[don, 0]
+                dx = X[io, 0] - X[i_n, 0]
+                dy = X[io, 1] - X[i_n, 1]
+                dz = X[io, 2] - X[i_n, 2]
+                if dx * dx + dy * dy + dz * dz >= pre2:
+                    continue
+                _amide_h(X, bb, don, h)
+                dx = X[io, 0] - h[0]
+                dy = X[io, 1] - h[1]
+                dz = X[io, 2] - h[2]
+                if dx * dx + dy * dy + dz * dz >= c2:
+                    continue
+                for d in range(3):
+                    c[d] = X[bb[acc, 2], d]
+                    o[d] = X[io, d]
+                    nn[d] = X[i_n, d]
+                total += _hb_pair(c, o, h, nn, helix[acc] and helix[don], mean, sd, cutoff)
+    return total
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _near(oo, hh, i, j, c2):  # pragma: no cover - numba
+    """O of residue i within sqrt(c2) of the amide H of residue j (scalar indexing: no views)."""
+    dx = oo[i, 0] - hh[j, 0]
+    dy = oo[i, 1] - hh[j, 1]
+    dz = oo[i, 2] - hh[j, 2]
+    return dx * dx + dy * dy + dz * dz < c2
+
+
+@numba.njit(cache=True, nogil=True)
+def _dihedral_idx(X, i0, i1, i2, i3):  # pragma: no cover - numba
+    """Dihedral (deg) of atoms ``X[i0..i3]``, scalar arithmetic (no temporaries)."""
+    b0x = X[i0, 0] - X[i1, 0]
+    b0y = X[i0, 1] - X[i1, 1]
+    b0z = X[i0, 2] - X[i1, 2]
+    b1x = X[i2, 0] - X[i1, 0]
+    b1y = X[i2, 1] - X[i1, 1]
+    b1z = X[i2, 2] - X[i1, 2]
+    b2x = X[i3, 0] - X[i2, 0]
+    b2y = X[i3, 1] - X[i2, 1]
+    b2z = X[i3, 2] - X[i2, 2]
+    nb = math.sqrt(b1x * b1x + b1y * b1y + b1z * b1z)
+    nb = max(nb, 1e-12)
+    b1x /= nb
+    b1y /= nb
+    b1z /= nb
+    p = b0x * b1x + b0y * b1y + b0z * b1z
+    vx, vy, vz = b0x - p * b1x, b0y - p * b1y, b0z - p * b1z
+    p = b2x * b1x + b2y * b1y + b2z * b1z
+    wx, wy, wz = b2x - p * b1x, b2y - p * b1y, b2z - p * b1z
+    x = vx * wx + vy * wy + vz * wz
+    cx = b1y * vz - b1z * vy
+    cy = b1z * vx - b1x * vz
+    cz = b1x * vy - b1y * vx
+    y = cx * wx + cy * wy + cz * wz
+    return math.degrees(math.atan2(y, x))
+
+
+@numba.njit(cache=True, nogil=True)
+def _torsion_partial(X, bb, prev_linked, next_linked, aa, ss, residues, table):  # pragma: no cover - numba
+    """Sum of the periodic-bilinear ``table[aa, ss](phi, psi)`` over ``residues`` that have both angles."""
+    n_res = bb.shape[0]
+    nb = table.shape[2]
+    width = 360.0 / nb
+    total = 0.0
+    for a in range(residues.shape[0]):
+        r = residues[a]
+        if aa[r] < 0 or not prev_linked[r] or not next_linked[r] or r == 0 or r == n_res - 1:
+            continue
+        if bb[r, 0] < 0 or bb[r, 1] < 0 or bb[r, 2] < 0 or bb[r - 1, 2] < 0 or bb[r + 1, 0] < 0:
+            continue
+        phi = _dihedral_idx(X, bb[r - 1, 2], bb[r, 0], bb[r, 1], bb[r, 2])
+        psi = _dihedral_idx(X, bb[r, 0], bb[r, 1], bb[r, 2], bb[r + 1, 0])
+        u = (phi + 180.0) / width - 0.5
+        v = (psi + 180.0) / width - 0.5
+        i0 = int(math.floor(u))
+        j0 = int(math.floor(v))
+        fu = u - i0
+        fv = v - j0
+        i0 %= nb
+        j0 %= nb
+        i1 = (i0 + 1) % nb
+        j1 = (j0 + 1) % nb
+        g = table[aa[r], ss[r]]
+        total += ((1 - fu) * (1 - fv) * g[i0, j0] + fu * (1 - fv) * g[i1, j0]
+                  + (1 - fu) * fv * g[i0, j1] + fu * fv * g[i1, j1])
     return total
 
 
@@ -385,6 +524,7 @@ class EMRefinerEnergy:
     head: np.ndarray = field(default=None)
     nxt: np.ndarray = field(default=None)
     _pending: _Proposal | None = None
+    _hb_flags: tuple | None = None
 
     # ---- construction ----
     @classmethod
@@ -548,6 +688,17 @@ class EMRefinerEnergy:
         return c_xyz, o_xyz, bisector_amide_hydrogens(n_xyz, ca_xyz, c_prev), n_xyz, has_acc, has_don
 
     def _hb_partial(self, X: np.ndarray, residues: np.ndarray) -> float:
+        if self._hb_flags is None:
+            self._hb_flags = self._backbone(X)[4:]
+        has_acc, has_don = self._hb_flags
+        mask = np.zeros(len(self.bb), np.bool_)
+        mask[residues] = True
+        return float(_hb_partial_x(X, self.bb, has_acc, has_don, self.chain, self.ss == 0,
+                                   np.asarray(residues, np.int64), mask, self.hb.mean, self.hb.sd, HB_CUTOFF_A,
+                                   HB_MIN_SEPARATION))
+
+    def _hb_partial_reference(self, X: np.ndarray, residues: np.ndarray) -> float:
+        """The H-bond partial sum from numpy-built backbone arrays (reference for tests)."""
         c_xyz, o_xyz, h_xyz, n_xyz, has_acc, has_don = self._backbone(X)
         mask = np.zeros(len(self.bb), np.bool_)
         mask[residues] = True
@@ -556,23 +707,9 @@ class EMRefinerEnergy:
                                  residues.astype(np.int64), mask, self.hb.mean, self.hb.sd, HB_CUTOFF_A,
                                  HB_MIN_SEPARATION))
 
-    def phi_psi_deg(self, X: np.ndarray, residues: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """phi, psi (deg) of ``residues`` and a mask of those that have both."""
-        r = residues
-        bb = self.bb
-        ok = (self.prev_linked[r] & self.next_linked[r] & (bb[r] >= 0).all(axis=1)
-              & (bb[np.maximum(r - 1, 0), 2] >= 0) & (bb[np.minimum(r + 1, len(bb) - 1), 0] >= 0))
-        r = r[ok]
-        c_prev = X[bb[r - 1, 2]]
-        n_, ca, c = X[bb[r, 0]], X[bb[r, 1]], X[bb[r, 2]]
-        n_next = X[bb[r + 1, 0]]
-        return _dihedrals(c_prev, n_, ca, c), _dihedrals(n_, ca, c, n_next), ok
-
     def _torsion_partial(self, X: np.ndarray, residues: np.ndarray) -> float:
-        residues = residues[self.aa[residues] >= 0]
-        phi, psi, ok = self.phi_psi_deg(X, residues)
-        r = residues[ok]
-        return float(np.sum(_periodic_bilinear(self.torsion.values, self.aa[r], self.ss[r], phi, psi)))
+        return float(_torsion_partial(X, self.bb, self.prev_linked, self.next_linked, self.aa, self.ss,
+                                      np.asarray(residues, np.int64), self.torsion.values))
 
     def _restraint_partial(self, X: np.ndarray, pair_ids: np.ndarray) -> float:
         p = self.pairs[pair_ids]
@@ -700,24 +837,3 @@ def _dihedrals(p0, p1, p2, p3) -> np.ndarray:
     x = np.sum(v * w, axis=1)
     y = np.sum(np.cross(b1, v) * w, axis=1)
     return np.degrees(np.arctan2(y, x))
-
-
-def _periodic_bilinear(values: np.ndarray, aa: np.ndarray, ss: np.ndarray, phi: np.ndarray,
-                       psi: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of ``values[aa, ss]`` (periodic in both angles) at (phi, psi) deg."""
-    nb = values.shape[-1]
-    width = 360.0 / nb
-    u = (phi + 180.0) / width - 0.5
-    v = (psi + 180.0) / width - 0.5
-    i0 = np.floor(u).astype(np.int64)
-    j0 = np.floor(v).astype(np.int64)
-    fu = u - i0
-    fv = v - j0
-    i0 %= nb
-    j0 %= nb
-    i1 = (i0 + 1) % nb
-    j1 = (j0 + 1) % nb
-    g = values[aa, ss]
-    rows = np.arange(len(aa))
-    return ((1 - fu) * (1 - fv) * g[rows, i0, j0] + fu * (1 - fv) * g[rows, i1, j0]
-            + (1 - fu) * fv * g[rows, i0, j1] + fu * fv * g[rows, i1, j1])
