@@ -279,26 +279,6 @@ def _hb_pair(c, o, h, n, helical, mean, sd, cutoff):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _hb_partial(cc, oo, hh, nn, has_acc, has_don, chain, helix, affected, aff_mask, mean, sd, cutoff, min_sep):
-    """H-bond energy of every pair with the acceptor or the donor residue in ``affected``."""  # pragma: no cover
-    n_res = cc.shape[0]
-    c2 = cutoff * cutoff
-    total = 0.0
-    for a in range(affected.shape[0]):
-        r = affected[a]
-        for s in range(n_res):
-            if abs(r - s) < min_sep and chain[r] == chain[s]:
-                continue
-            # r acceptor, s donor
-            if has_acc[r] and has_don[s] and _near(oo, hh, r, s, c2):
-                total += _hb_pair(cc[r], oo[r], hh[s], nn[s], helix[r] and helix[s], mean, sd, cutoff)
-            # s acceptor, r donor (skip when s is affected too: counted as its own acceptor pair)
-            if has_acc[s] and has_don[r] and not aff_mask[s] and _near(oo, hh, s, r, c2):
-                total += _hb_pair(cc[s], oo[s], hh[r], nn[r], helix[r] and helix[s], mean, sd, cutoff)
-    return total
-
-
-@numba.njit(cache=True, nogil=True)
 def _amide_h(X, bb, j, out):  # pragma: no cover - numba
     """Bisector amide H of residue ``j`` (needs N, CA of j and C of j - 1) into ``out`` (3,)."""
     n = bb[j, 0]
@@ -322,8 +302,9 @@ def _amide_h(X, bb, j, out):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _hb_partial_x(X, bb, has_acc, has_don, chain, helix, affected, aff_mask, mean, sd, cutoff, min_sep):
-    """:func:`_hb_partial` from atom coordinates ``X`` (amide H built per candidate pair)."""  # pragma: no cover
+def _hb_partial(X, bb, has_acc, has_don, chain, helix, affected, aff_mask, mean, sd, cutoff, min_sep):
+    """H-bond energy of every pair with the acceptor or the donor residue in ``affected``, from atom
+    coordinates ``X`` (the amide H is built only for candidate pairs)."""  # pragma: no cover
     n_res = bb.shape[0]
     c2 = cutoff * cutoff
     pre2 = (cutoff + 1.02) ** 2  # |O - H| < cutoff needs |O - N| < cutoff + |N - H|
@@ -365,15 +346,6 @@ def _hb_partial_x(X, bb, has_acc, has_don, chain, helix, affected, aff_mask, mea
                     nn[d] = X[i_n, d]
                 total += _hb_pair(c, o, h, nn, helix[acc] and helix[don], mean, sd, cutoff)
     return total
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _near(oo, hh, i, j, c2):  # pragma: no cover - numba
-    """O of residue i within sqrt(c2) of the amide H of residue j (scalar indexing: no views)."""
-    dx = oo[i, 0] - hh[j, 0]
-    dy = oo[i, 1] - hh[j, 1]
-    dz = oo[i, 2] - hh[j, 2]
-    return dx * dx + dy * dy + dz * dz < c2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -516,6 +488,7 @@ class EMRefinerEnergy:
     voxel: float
     amp: np.ndarray
     sig_vox: np.ndarray
+    hb_roles: tuple = field(default=None)  # (R,) bool acceptor and donor flags
     rho: np.ndarray = field(repr=False, default=None)
     sums: np.ndarray = field(default=None)  # sum rho, sum rho^2, sum rho*t, sum t, sum t^2, n
     # LJ cell list
@@ -524,7 +497,6 @@ class EMRefinerEnergy:
     head: np.ndarray = field(default=None)
     nxt: np.ndarray = field(default=None)
     _pending: _Proposal | None = None
-    _hb_flags: tuple | None = None
 
     # ---- construction ----
     @classmethod
@@ -609,6 +581,9 @@ class EMRefinerEnergy:
                    res_pairs=res_pairs, target=density_map.data.astype(np.float64),
                    origin=np.asarray(density_map.origin, np.float64), voxel=voxel,
                    amp=np.asarray(amp, np.float64), sig_vox=np.asarray(sig_A, np.float64) / voxel)
+        have = bb >= 0
+        self.hb_roles = (have[:, 2] & have[:, 3],  # acceptor: C and O; donor: N, CA, linked C(i-1), not Pro
+                         have[:, 0] & have[:, 1] & prev_linked & np.roll(have[:, 2], 1) & ~self.is_pro)
         self._reset_density()
         self._reset_cells()
         return self
@@ -677,35 +652,13 @@ class EMRefinerEnergy:
         d = np.linalg.norm(X[b[:, 0]] - X[b[:, 1]], axis=1)
         return float(np.sum(self.bond_kappa[bond_ids] * (d - self.bond_d0[bond_ids]) ** 2))
 
-    def _backbone(self, X: np.ndarray):
-        """C, O, amide H, N (R, 3) each and the acceptor/donor flags."""
-        idx = np.maximum(self.bb, 0)
-        have = self.bb >= 0
-        n_xyz, ca_xyz, c_xyz, o_xyz = (X[idx[:, k]] for k in range(4))
-        has_acc = have[:, 2] & have[:, 3]
-        c_prev = np.roll(c_xyz, 1, axis=0)
-        has_don = have[:, 0] & have[:, 1] & self.prev_linked & np.roll(have[:, 2], 1) & ~self.is_pro
-        return c_xyz, o_xyz, bisector_amide_hydrogens(n_xyz, ca_xyz, c_prev), n_xyz, has_acc, has_don
-
     def _hb_partial(self, X: np.ndarray, residues: np.ndarray) -> float:
-        if self._hb_flags is None:
-            self._hb_flags = self._backbone(X)[4:]
-        has_acc, has_don = self._hb_flags
+        has_acc, has_don = self.hb_roles
         mask = np.zeros(len(self.bb), np.bool_)
         mask[residues] = True
-        return float(_hb_partial_x(X, self.bb, has_acc, has_don, self.chain, self.ss == 0,
+        return float(_hb_partial(X, self.bb, has_acc, has_don, self.chain, self.ss == 0,
                                    np.asarray(residues, np.int64), mask, self.hb.mean, self.hb.sd, HB_CUTOFF_A,
                                    HB_MIN_SEPARATION))
-
-    def _hb_partial_reference(self, X: np.ndarray, residues: np.ndarray) -> float:
-        """The H-bond partial sum from numpy-built backbone arrays (reference for tests)."""
-        c_xyz, o_xyz, h_xyz, n_xyz, has_acc, has_don = self._backbone(X)
-        mask = np.zeros(len(self.bb), np.bool_)
-        mask[residues] = True
-        helix = self.ss == 0
-        return float(_hb_partial(c_xyz, o_xyz, h_xyz, n_xyz, has_acc, has_don, self.chain, helix,
-                                 residues.astype(np.int64), mask, self.hb.mean, self.hb.sd, HB_CUTOFF_A,
-                                 HB_MIN_SEPARATION))
 
     def _torsion_partial(self, X: np.ndarray, residues: np.ndarray) -> float:
         return float(_torsion_partial(X, self.bb, self.prev_linked, self.next_linked, self.aa, self.ss,
