@@ -213,6 +213,81 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_path(exc: InputError, path) -> InputError:
+    """``exc`` naming ``path`` when it names no file yet."""
+    return exc if exc.path else InputError(exc.problem, path)
+
+
+def cmd_fragments(args: argparse.Namespace) -> int:
+    from emforge.atomic import atomic_path
+    from emforge.maps import read_map
+    from emforge.models import read_model
+    from emforge.refine.emrefiner.pipeline import find_fragments
+
+    model = read_model(args.model)
+    density_map = read_map(args.map)
+    try:
+        found = find_fragments(model, density_map, args.resolution)
+    except InputError as exc:
+        raise _with_path(exc, args.model) from None
+    table = found.table()
+    with atomic_path(args.output) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    print(f"wrote {args.output}: {len(table)} fragments over {len(found.ss)} residues "
+          f"({(found.ss == 'H').sum()} helix, {(found.ss == 'E').sum()} strand)")
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from emforge.atomic import atomic_path
+    from emforge.maps import read_map
+    from emforge.models import read_model, write_model
+    from emforge.refine.emrefiner.pipeline import fragments_from_table, refine_emrefiner
+
+    model = read_model(args.model)
+    density_map = read_map(args.map)
+    fragments = None
+    if args.fragments:
+        try:
+            table = pd.read_csv(args.fragments, sep="\t")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the fragment table ({exc})", args.fragments) from None
+        n_res = model.without_hydrogens().protein().n_residues
+        fragments = fragments_from_table(table, n_res, args.fragments)
+    bar = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if stage not in bar:
+            for b in bar.values():
+                b.close()
+            bar[stage] = tqdm(total=total, desc=f"EM-Refiner {stage}", unit="T", delay=2.0, leave=False,
+                              disable=None, file=sys.stderr)
+        bar[stage].update(done - bar[stage].n)
+
+    try:
+        result = refine_emrefiner(model, density_map, args.resolution, preset=args.preset, seed=args.seed,
+                                  fragments=fragments, relax=not args.no_relax, progress=progress)
+    except InputError as exc:
+        raise _with_path(exc, args.model) from None
+    finally:
+        for b in bar.values():
+            b.close()
+    write_model(args.output, result.model)
+    if args.trajectory:
+        with atomic_path(args.trajectory) as tmp:
+            result.trajectory.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    if args.summary:
+        _write_json(args.summary, result.summary)
+    s = result.summary
+    print(f"wrote {args.output}: CC {s['cc_start']:.4f} -> {s['cc_final']:.4f} (Step 2 {s['cc_step2']:.4f}, "
+          f"Step 3 {s['cc_step3']:.4f}), preset {args.preset}, {s['timings_s']['total_s']:.0f} s")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,6 +362,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-poses", type=int, default=10, help="poses to refine and report [10]")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("fragments", parents=[common], help="secondary-structure fragments for refinement",
+                       description="EM-Refiner Step-2 fragments: helices and strands (DSSP rules) extended "
+                                   "over neighbouring residues whose local CC in the map is below 0.05, with "
+                                   "their hinge loops. Writes a TSV table.")
+    p.add_argument("model")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    p.add_argument("-o", "--output", required=True, help="fragment table (.tsv)")
+    p.set_defaults(func=cmd_fragments)
+
+    p = sub.add_parser("refine", parents=[common], help="flexible refinement of a placed model in a map",
+                       description="EM-Refiner (paper 000): fragment SAMC (Step 2) and atomic SAMC with "
+                                   "moves M1-M6 (Step 3) on the knowledge-based energy with the map's CC, "
+                                   "then restrained AMBER14/implicit-solvent minimisation. The model must "
+                                   "already sit in the map (see 'emforge fit').")
+    p.add_argument("model")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    p.add_argument("--method", choices=("emrefiner",), default="emrefiner")
+    p.add_argument("-o", "--output", required=True, help="refined model (.cif or .pdb)")
+    p.add_argument("--preset", choices=("fast", "paper"), default="fast",
+                   help="fast: short annealing, density-weighted energy; paper: paper 000's protocol [fast]")
+    p.add_argument("--fragments", metavar="TSV", help="fragment table from 'emforge fragments'")
+    p.add_argument("--trajectory", metavar="TSV", help="write energy/CC per annealing temperature")
+    p.add_argument("--summary", metavar="JSON", help="write the run summary")
+    p.add_argument("--no-relax", action="store_true", help="skip the final OpenMM minimisation")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("validate", parents=[common], help="all validation metrics for a model",
                        description="Map fit (CC, CCC, MOC, FSC, SMOC/SMOCf, LoQFit, Q-score, local PCC) with "

@@ -62,6 +62,7 @@ from emforge.simulate import add_gaussians, kernel_parameters
 TERMS = ("cc", "lj", "hb", "bond", "torsion", "restraint")
 LJ_CUTOFF_A = 8.0
 LJ_MIN_RATIO = 0.6
+LJ_CELL_A = 4.0  # cell-list cell edge; neighbours within ceil(cutoff / cell) cells
 HB_CUTOFF_A = 3.0
 HB_MIN_SEPARATION = 3
 RESTRAINT_CUTOFF_A = 8.0
@@ -126,9 +127,14 @@ def _lj_pair(d2, rr, eps):  # pragma: no cover - numba
 
 @numba.njit(cache=True, nogil=True)
 def _excluded(i, j, ex_ptr, ex_idx):  # pragma: no cover - numba
-    for k in range(ex_ptr[i], ex_ptr[i + 1]):
-        if ex_idx[k] == j:
-            return True
+    """Whether ``j`` is in the sorted exclusion row of ``i`` (O(1) for the usual far pair)."""
+    a = ex_ptr[i]
+    b = ex_ptr[i + 1]
+    if a == b or j < ex_idx[a] or j > ex_idx[b - 1]:
+        return False
+    for k in range(a, b):
+        if ex_idx[k] >= j:
+            return ex_idx[k] == j
     return False
 
 
@@ -142,48 +148,79 @@ def _cell_of(x, origin, size, ncell):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _lj_partial(X, moved, moved_mask, head, nxt, origin, size, ncell, r_half, eps, ex_ptr, ex_idx, cutoff):
-    """LJ energy of every pair with at least one atom in ``moved``, coordinates ``X``.
+def _lj_neighbours(xn, xo, i, X, moved_mask, head, nxt, origin, size, ncell, r_half, sq_eps, ex_ptr, ex_idx,
+                   c2):  # pragma: no cover - numba
+    """Change of the LJ energy of atom ``i`` with every non-moved atom when it goes from ``xo``
+    to ``xn``: one pass over the cells within the cutoff of either position."""
+    reach = int(math.ceil(math.sqrt(c2) / size))
+    lo = np.empty(3, np.int64)
+    hi = np.empty(3, np.int64)
+    for d in range(3):
+        kn = int(math.floor((xn[d] - origin[d]) / size))
+        ko = int(math.floor((xo[d] - origin[d]) / size))
+        lo[d] = max(min(kn, ko) - reach, 0)
+        hi[d] = min(max(kn, ko) + reach, ncell[d] - 1)
+    total = 0.0
+    for cz in range(lo[2], hi[2] + 1):
+        for cy in range(lo[1], hi[1] + 1):
+            for cx in range(lo[0], hi[0] + 1):
+                j = head[(cz * ncell[1] + cy) * ncell[0] + cx]
+                while j >= 0:
+                    if not moved_mask[j]:
+                        t0 = xn[0] - X[j, 0]
+                        t1 = xn[1] - X[j, 1]
+                        t2 = xn[2] - X[j, 2]
+                        dn = t0 * t0 + t1 * t1 + t2 * t2
+                        t0 = xo[0] - X[j, 0]
+                        t1 = xo[1] - X[j, 1]
+                        t2 = xo[2] - X[j, 2]
+                        do = t0 * t0 + t1 * t1 + t2 * t2
+                        if (dn < c2 or do < c2) and not _excluded(i, j, ex_ptr, ex_idx):
+                            rr = r_half[i] + r_half[j]
+                            ee = sq_eps[i] * sq_eps[j]
+                            if dn < c2:
+                                total += _lj_pair(dn, rr, ee)
+                            if do < c2:
+                                total -= _lj_pair(do, rr, ee)
+                    j = nxt[j]
+    return total
 
-    Pairs with a non-moved partner are found through the cell list (built for the non-moved
-    atoms' positions, which ``X`` shares); pairs inside ``moved`` are enumerated directly.
-    """  # pragma: no cover - numba
+
+@numba.njit(cache=True, nogil=True)
+def _lj_delta(X, moved, new_xyz, moved_mask, head, nxt, origin, size, ncell, r_half, sq_eps, ex_ptr, ex_idx,
+              cutoff):  # pragma: no cover - numba
+    """Change of the LJ energy when the atoms ``moved`` go from ``X[moved]`` to ``new_xyz``.
+
+    Pairs with a non-moved partner come from the cell list (built for the current positions of
+    the non-moved atoms); pairs inside ``moved`` are enumerated directly (pairs of two atoms that
+    moved by the same rigid transform cancel to rounding).
+    """
     c2 = cutoff * cutoff
     total = 0.0
-    for a in range(moved.shape[0]):
+    m = moved.shape[0]
+    for a in range(m):
         i = moved[a]
-        xi = X[i]
-        ci = _cell_of(xi, origin, size, ncell)
-        for dz in range(-1, 2):
-            cz = ci[2] + dz
-            if cz < 0 or cz >= ncell[2]:
-                continue
-            for dy in range(-1, 2):
-                cy = ci[1] + dy
-                if cy < 0 or cy >= ncell[1]:
-                    continue
-                for dx in range(-1, 2):
-                    cx = ci[0] + dx
-                    if cx < 0 or cx >= ncell[0]:
-                        continue
-                    j = head[(cz * ncell[1] + cy) * ncell[0] + cx]
-                    while j >= 0:
-                        if not moved_mask[j]:
-                            d2 = 0.0
-                            for d in range(3):
-                                t = xi[d] - X[j, d]
-                                d2 += t * t
-                            if d2 < c2 and not _excluded(i, j, ex_ptr, ex_idx):
-                                total += _lj_pair(d2, r_half[i] + r_half[j], math.sqrt(eps[i] * eps[j]))
-                        j = nxt[j]
-        for b in range(a + 1, moved.shape[0]):
+        total += _lj_neighbours(new_xyz[a], X[i], i, X, moved_mask, head, nxt, origin, size, ncell, r_half,
+                                sq_eps, ex_ptr, ex_idx, c2)
+        for b in range(a + 1, m):
             j = moved[b]
-            d2 = 0.0
-            for d in range(3):
-                t = xi[d] - X[j, d]
-                d2 += t * t
-            if d2 < c2 and not _excluded(i, j, ex_ptr, ex_idx):
-                total += _lj_pair(d2, r_half[i] + r_half[j], math.sqrt(eps[i] * eps[j]))
+            t0 = new_xyz[a, 0] - new_xyz[b, 0]
+            t1 = new_xyz[a, 1] - new_xyz[b, 1]
+            t2 = new_xyz[a, 2] - new_xyz[b, 2]
+            dn = t0 * t0 + t1 * t1 + t2 * t2
+            t0 = X[i, 0] - X[j, 0]
+            t1 = X[i, 1] - X[j, 1]
+            t2 = X[i, 2] - X[j, 2]
+            do = t0 * t0 + t1 * t1 + t2 * t2
+            if abs(dn - do) < 1e-9 * do:
+                continue  # rigid pair: unchanged
+            if (dn < c2 or do < c2) and not _excluded(i, j, ex_ptr, ex_idx):
+                rr = r_half[i] + r_half[j]
+                ee = sq_eps[i] * sq_eps[j]
+                if dn < c2:
+                    total += _lj_pair(dn, rr, ee)
+                if do < c2:
+                    total -= _lj_pair(do, rr, ee)
     return total
 
 
@@ -409,6 +446,34 @@ def _torsion_partial(X, bb, prev_linked, next_linked, aa, ss, residues, table): 
 
 
 @numba.njit(cache=True, nogil=True)
+def _bond_delta(X, T, bonds, ids, d0, kappa):  # pragma: no cover - numba
+    """Change of sum kappa (d - d0)^2 over bonds ``ids`` from coordinates ``X`` to ``T``."""
+    total = 0.0
+    for k in range(ids.shape[0]):
+        b = ids[k]
+        i = bonds[b, 0]
+        j = bonds[b, 1]
+        dn = math.sqrt((T[i, 0] - T[j, 0]) ** 2 + (T[i, 1] - T[j, 1]) ** 2 + (T[i, 2] - T[j, 2]) ** 2)
+        do = math.sqrt((X[i, 0] - X[j, 0]) ** 2 + (X[i, 1] - X[j, 1]) ** 2 + (X[i, 2] - X[j, 2]) ** 2)
+        total += kappa[b] * ((dn - d0[b]) ** 2 - (do - d0[b]) ** 2)
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _restraint_delta(X, T, ca, pairs, ids, d0):  # pragma: no cover - numba
+    """Change of sum |d - d0| over C-alpha pairs ``ids`` from coordinates ``X`` to ``T``."""
+    total = 0.0
+    for k in range(ids.shape[0]):
+        p = ids[k]
+        i = ca[pairs[p, 0]]
+        j = ca[pairs[p, 1]]
+        dn = math.sqrt((T[i, 0] - T[j, 0]) ** 2 + (T[i, 1] - T[j, 1]) ** 2 + (T[i, 2] - T[j, 2]) ** 2)
+        do = math.sqrt((X[i, 0] - X[j, 0]) ** 2 + (X[i, 1] - X[j, 1]) ** 2 + (X[i, 2] - X[j, 2]) ** 2)
+        total += abs(dn - d0[p]) - abs(do - d0[p])
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
 def _box_sums(delta, rho, target, lo):  # pragma: no cover - numba
     """Changes of sum(rho), sum(rho^2), sum(rho * target) when ``delta`` is added at ``lo``."""
     nz, ny, nx = delta.shape
@@ -438,6 +503,15 @@ def _box_add(delta, rho, lo):  # pragma: no cover - numba
 
 # -- the energy -----------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _MoveSet:
+    mask: np.ndarray  # (N,) bool, moved atoms
+    bond_ids: np.ndarray  # bonds with a moved atom
+    torsion_res: np.ndarray  # residues whose phi or psi can change
+    hb_res: np.ndarray  # residues whose acceptor or donor geometry can change
+    pair_ids: np.ndarray  # restraint pairs with a moved C-alpha
+
+
 @dataclass
 class _Proposal:
     moved: np.ndarray
@@ -462,6 +536,7 @@ class EMRefinerEnergy:
     residue: np.ndarray  # (N,) residue row
     r_half: np.ndarray
     eps: np.ndarray
+    sq_eps: np.ndarray  # sqrt(eps): eps_ij = sq_eps_i sq_eps_j
     ex_ptr: np.ndarray
     ex_idx: np.ndarray
     bonds: np.ndarray  # (B, 2)
@@ -497,6 +572,7 @@ class EMRefinerEnergy:
     head: np.ndarray = field(default=None)
     nxt: np.ndarray = field(default=None)
     _pending: _Proposal | None = None
+    _move_sets: dict = field(default_factory=dict, repr=False)
 
     # ---- construction ----
     @classmethod
@@ -524,7 +600,7 @@ class EMRefinerEnergy:
 
         r_half, eps = lj_parameters(prot)
         restr = build_restraints(prot)
-        bonds = restr.bond_atoms
+        bonds = np.ascontiguousarray(restr.bond_atoms, dtype=np.int64)
         d0 = restr.bond_ideal_A
         kappa = KT_KCAL / (2.0 * restr.bond_sigma_A ** 2)
         n = len(prot)
@@ -562,7 +638,7 @@ class EMRefinerEnergy:
         i, j = np.triu_indices(n_res, k=2)
         dd = np.linalg.norm(xyz[i] - xyz[j], axis=1)
         keep = np.isfinite(dd) & (dd < RESTRAINT_CUTOFF_A)
-        pairs = np.stack([i[keep], j[keep]], axis=1)
+        pairs = np.ascontiguousarray(np.stack([i[keep], j[keep]], axis=1), dtype=np.int64)
         res_pairs = sp.csr_matrix((np.ones(2 * len(pairs)), (pairs.T.ravel(), np.tile(np.arange(len(pairs)), 2))),
                                   shape=(n_res, len(pairs)))
 
@@ -573,7 +649,7 @@ class EMRefinerEnergy:
         voxel = float(density_map.voxel_size[0])
         amp, sig_A = kernel_parameters(prot, resolution_A, "emrefiner")
         self = cls(model=prot, coords=prot.coords.astype(np.float64).copy(), weights=weights or Weights(),
-                   residue=rows, r_half=r_half, eps=eps, ex_ptr=reach.indptr.astype(np.int64),
+                   residue=rows, r_half=r_half, eps=eps, sq_eps=np.sqrt(eps), ex_ptr=reach.indptr.astype(np.int64),
                    ex_idx=reach.indices.astype(np.int64), bonds=bonds, bond_d0=d0, bond_kappa=kappa,
                    atom_bonds=atom_bonds, bb=bb, prev_linked=prev_linked, next_linked=linked, chain=chain,
                    aa=aa, ss=ss_idx, is_pro=res_names == "PRO", hb=hbond or default_hbond_params(),
@@ -631,22 +707,16 @@ class EMRefinerEnergy:
         lo = self.coords.min(axis=0) - 10.0
         hi = self.coords.max(axis=0) + 10.0
         self.cell_origin = lo
-        self.cell_n = np.maximum(np.ceil((hi - lo) / LJ_CUTOFF_A).astype(np.int64), 1)
+        self.cell_n = np.maximum(np.ceil((hi - lo) / LJ_CELL_A).astype(np.int64), 1)
         self.head = np.empty(int(np.prod(self.cell_n)), np.int64)
         self.nxt = np.empty(len(self.coords), np.int64)
-        _build_cells(self.coords, self.cell_origin, LJ_CUTOFF_A, self.cell_n, self.head, self.nxt)
+        _build_cells(self.coords, self.cell_origin, LJ_CELL_A, self.cell_n, self.head, self.nxt)
 
     def _cell_key(self, x: np.ndarray) -> int:
-        c = np.clip(np.floor((x - self.cell_origin) / LJ_CUTOFF_A).astype(np.int64), 0, self.cell_n - 1)
+        c = np.clip(np.floor((x - self.cell_origin) / LJ_CELL_A).astype(np.int64), 0, self.cell_n - 1)
         return int((c[2] * self.cell_n[1] + c[1]) * self.cell_n[0] + c[0])
 
     # ---- per-term partial sums ----
-    def _lj_partial(self, X: np.ndarray, moved: np.ndarray) -> float:
-        mask = np.zeros(len(X), np.bool_)
-        mask[moved] = True
-        return float(_lj_partial(X, moved, mask, self.head, self.nxt, self.cell_origin, LJ_CUTOFF_A, self.cell_n,
-                                 self.r_half, self.eps, self.ex_ptr, self.ex_idx, LJ_CUTOFF_A))
-
     def _bond_partial(self, X: np.ndarray, bond_ids: np.ndarray) -> float:
         b = self.bonds[bond_ids]
         d = np.linalg.norm(X[b[:, 0]] - X[b[:, 1]], axis=1)
@@ -700,31 +770,46 @@ class EMRefinerEnergy:
         """Correlation coefficient (Eq. 3) of the current model map with the target."""
         return self._cc_from_sums(self.sums)
 
+    def _move_set(self, moved: np.ndarray) -> _MoveSet:
+        """Index sets touched when the atoms ``moved`` move; cached for contiguous atom ranges."""
+        contiguous = len(moved) > 0 and int(moved[-1]) - int(moved[0]) + 1 == len(moved)
+        key = (int(moved[0]), len(moved)) if contiguous else None
+        if key is not None and key in self._move_sets:
+            return self._move_sets[key]
+        res = np.unique(self.residue[moved])
+        n_res = len(self.bb)
+        near = np.unique(np.concatenate([res - 1, res, res + 1]))
+        hb_res = np.unique(np.concatenate([res, res + 1]))
+        mask = np.zeros(len(self.coords), np.bool_)
+        mask[moved] = True
+        ca_moved = res[np.isin(self.bb[res, 1], moved)]
+        ms = _MoveSet(mask=mask, bond_ids=np.unique(self.atom_bonds[moved].indices).astype(np.int64),
+                      torsion_res=near[(near >= 0) & (near < n_res)].astype(np.int64),
+                      hb_res=hb_res[hb_res < n_res].astype(np.int64),
+                      pair_ids=np.unique(self.res_pairs[ca_moved].indices).astype(np.int64))
+        if key is not None:
+            if len(self._move_sets) > 4096:
+                self._move_sets.clear()
+            self._move_sets[key] = ms
+        return ms
+
     def delta(self, moved: np.ndarray, new_xyz: np.ndarray) -> tuple[float, np.ndarray]:
         """Weighted energy change and the (6,) unweighted term changes (``TERMS`` order) if the atoms
         ``moved`` (M,) went to ``new_xyz`` (M, 3). Remembered for :meth:`accept`."""
         moved = np.asarray(moved, np.int64)
-        new_xyz = np.asarray(new_xyz, np.float64)
+        new_xyz = np.ascontiguousarray(new_xyz, np.float64)
+        ms = self._move_set(moved)
         trial = self.coords.copy()
         trial[moved] = new_xyz
-        res = np.unique(self.residue[moved])
-        n_res = len(self.bb)
-        near = np.unique(np.concatenate([res - 1, res, res + 1]))
-        near = near[(near >= 0) & (near < n_res)]
-        bond_ids = np.unique(self.atom_bonds[moved].indices)
-        ca_moved = res[np.isin(self.bb[res, 1], moved)]
-        pair_ids = np.unique(self.res_pairs[ca_moved].indices)
-        hb_res = np.unique(np.concatenate([res, res + 1]))
-        hb_res = hb_res[hb_res < n_res]
-
         box, lo, sums = self._density_delta(moved, new_xyz)
         d = np.array([
             (1.0 - self._cc_from_sums(sums)) - (1.0 - self._cc_from_sums(self.sums)),
-            self._lj_partial(trial, moved) - self._lj_partial(self.coords, moved),
-            self._hb_partial(trial, hb_res) - self._hb_partial(self.coords, hb_res),
-            self._bond_partial(trial, bond_ids) - self._bond_partial(self.coords, bond_ids),
-            self._torsion_partial(trial, near) - self._torsion_partial(self.coords, near),
-            self._restraint_partial(trial, pair_ids) - self._restraint_partial(self.coords, pair_ids),
+            _lj_delta(self.coords, moved, new_xyz, ms.mask, self.head, self.nxt, self.cell_origin, LJ_CELL_A,
+                      self.cell_n, self.r_half, self.sq_eps, self.ex_ptr, self.ex_idx, LJ_CUTOFF_A),
+            self._hb_partial(trial, ms.hb_res) - self._hb_partial(self.coords, ms.hb_res),
+            _bond_delta(self.coords, trial, self.bonds, ms.bond_ids, self.bond_d0, self.bond_kappa),
+            self._torsion_partial(trial, ms.torsion_res) - self._torsion_partial(self.coords, ms.torsion_res),
+            _restraint_delta(self.coords, trial, self.bb[:, 1], self.pairs, ms.pair_ids, self.pair_d0),
         ])
         self._pending = _Proposal(moved, new_xyz, d, (box, lo), sums)
         return float(self.weights.as_array() @ d), d

@@ -16,10 +16,11 @@ with the fragment in full.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from emforge.errors import InputError
 from emforge.sse import sse_fragments
@@ -115,7 +116,7 @@ def hinged_move(coords: np.ndarray, residue_of_atom: np.ndarray, frag: Fragment,
 
     Parameters
     ----------
-    coords : (N, 3) Å; residue_of_atom : (N,) residue row of each atom
+    coords : (N, 3) Å; residue_of_atom : (N,) residue row of each atom (atoms in residue order)
     rotvec : (3,) rotation vector (rad) of the full move, about ``pivot`` (3,) Å
     translation : (3,) Å of the full move
 
@@ -124,9 +125,31 @@ def hinged_move(coords: np.ndarray, residue_of_atom: np.ndarray, frag: Fragment,
     atoms : (M,) int64 indices; new_xyz : (M, 3) Å
     """
     rows, w = hinge_weights(frag)
-    atoms = np.flatnonzero((residue_of_atom >= frag.left) & (residue_of_atom <= frag.right))
-    frac = w[residue_of_atom[atoms] - frag.left]
-    rot = Rotation.from_rotvec(frac[:, None] * np.asarray(rotvec, float)[None]).as_matrix()  # (M, 3, 3)
-    rel = coords[atoms] - pivot
-    new = np.einsum("mij,mj->mi", rot, rel) + pivot + frac[:, None] * np.asarray(translation, float)[None]
-    return atoms, new
+    a, b = np.searchsorted(residue_of_atom, [frag.left, frag.right + 1])
+    atoms = np.arange(a, b, dtype=np.int64)
+    frac = w[residue_of_atom[a:b] - frag.left]
+    return atoms, partial_rigid_move(coords[a:b], frac, np.asarray(rotvec, np.float64),
+                                     np.asarray(pivot, np.float64), np.asarray(translation, np.float64))
+
+
+@numba.njit(cache=True, nogil=True)
+def partial_rigid_move(xyz, frac, rotvec, pivot, translation):  # pragma: no cover - numba
+    """(M, 3) ``R(f rotvec) (x - pivot) + pivot + f translation`` per atom with fraction ``f = frac``
+    (Rodrigues' formula)."""
+    out = np.empty_like(xyz)
+    theta = math.sqrt(rotvec[0] ** 2 + rotvec[1] ** 2 + rotvec[2] ** 2)
+    kx = ky = kz = 0.0
+    if theta > 0.0:
+        kx, ky, kz = rotvec[0] / theta, rotvec[1] / theta, rotvec[2] / theta
+    for m in range(xyz.shape[0]):
+        f = frac[m]
+        vx = xyz[m, 0] - pivot[0]
+        vy = xyz[m, 1] - pivot[1]
+        vz = xyz[m, 2] - pivot[2]
+        c = math.cos(f * theta)
+        sn = math.sin(f * theta)
+        dot = (kx * vx + ky * vy + kz * vz) * (1.0 - c)
+        out[m, 0] = vx * c + (ky * vz - kz * vy) * sn + kx * dot + pivot[0] + f * translation[0]
+        out[m, 1] = vy * c + (kz * vx - kx * vz) * sn + ky * dot + pivot[1] + f * translation[1]
+        out[m, 2] = vz * c + (kx * vy - ky * vx) * sn + kz * dot + pivot[2] + f * translation[2]
+    return out

@@ -12,7 +12,7 @@ Step sizes: rotation angle ``N(0, rot_deg)``, translation ``N(0, trans_A)`` per 
 
 Each repeat starts from the lowest-energy conformation found so far; the final conformation of
 every repeat is kept as a decoy, and the ``n_keep`` lowest-energy decoys are returned (paper: the
-five lowest go to Step 3).
+five lowest go to Step 3). :func:`anneal` is the loop shared with Step 3 (:mod:`.atomic`).
 """
 
 from __future__ import annotations
@@ -65,22 +65,30 @@ class Decoy:
     terms: dict
 
 
-def fragment_samc(energy: EMRefinerEnergy, fragments: list[Fragment], schedule: AnnealingSchedule, *,
-                  seed: int, rot_deg: float = 6.0, trans_A: float = 0.6, n_keep: int = 5,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[list[Decoy], Trajectory]:
-    """Step 2 of paper 000 on ``energy`` (its coordinates are left at the best decoy).
+Proposal = Callable[[np.random.Generator, float], "tuple[np.ndarray, np.ndarray]"]
 
-    Returns the ``n_keep`` lowest-energy decoys (best first) and the trajectory.
+
+def anneal(energy: EMRefinerEnergy, propose: Proposal, schedule: AnnealingSchedule, *, seed: int,
+           n_keep: int = 5, progress: Callable[[int, int], None] | None = None,
+           label: str = "SAMC") -> tuple[list[Decoy], Trajectory]:
+    """Simulated-annealing Monte Carlo on ``energy`` with moves from ``propose``.
+
+    ``propose(rng, scale)`` returns the atoms a trial move touches (M,) and their new coordinates
+    (M, 3); ``scale`` in [0.25, 1] shrinks step sizes at cold temperatures (``sqrt(T / T_max)``,
+    clipped). Proposals must be symmetric (a move and its reverse equally likely) for Metropolis
+    to sample the Boltzmann distribution at each temperature.
+
+    Each repeat restarts from the lowest-energy conformation found so far; the final
+    conformation of every repeat is a decoy. Returns the ``n_keep`` lowest-energy distinct decoys
+    (best first; the overall best is always the first) and the per-temperature trajectory;
+    ``energy`` is left at the best decoy.
     """
-    if not fragments:
-        raise ValueError("no fragments to move")
     rng = np.random.default_rng(seed)
     temps = schedule.temperatures()
     w = energy.weights.as_array()
-    ca = energy.bb[:, 1]
     terms0 = energy.terms(energy.coords.copy())
-    e_cur = float(sum(w[k] * terms0[t] for k, t in enumerate(TERMS)))
     term_cur = np.array([terms0[t] for t in TERMS])
+    e_cur = float(w @ term_cur)
     best = Decoy(energy.coords.copy(), e_cur, dict(zip(TERMS, term_cur)))
     decoys: list[Decoy] = []
     traj = Trajectory()
@@ -89,26 +97,14 @@ def fragment_samc(energy: EMRefinerEnergy, fragments: list[Fragment], schedule: 
     total = schedule.n_repeats * len(temps)
     done = 0
     for rep in range(schedule.n_repeats):
-        if rep:  # restart from the best conformation so far
+        if rep:
             _set_coords(energy, best.coords)
             e_cur, term_cur = best.energy, np.array([best.terms[t] for t in TERMS])
         for temp in temps:
             scale = float(np.clip(math.sqrt(temp / schedule.t_max), 0.25, 1.0))
             n_acc = 0
             for _ in range(schedule.n_moves):
-                frag = fragments[int(rng.integers(len(fragments)))]
-                if rng.random() < 0.5:
-                    end = frag.first if rng.random() < 0.5 else frag.last
-                    pivot = energy.coords[ca[end]] if ca[end] >= 0 else energy.coords[energy.residue == end].mean(0)
-                    axis = rng.normal(size=3)
-                    axis /= np.linalg.norm(axis)
-                    rotvec = axis * math.radians(rng.normal(0.0, rot_deg * scale))
-                    shift = np.zeros(3)
-                else:
-                    pivot = np.zeros(3)
-                    rotvec = np.zeros(3)
-                    shift = rng.normal(0.0, trans_A * scale, size=3)
-                atoms, new = hinged_move(energy.coords, energy.residue, frag, rotvec, pivot, shift)
+                atoms, new = propose(rng, scale)
                 d_e, d_terms = energy.delta(atoms, new)
                 if d_e <= 0.0 or rng.random() < math.exp(-d_e / temp):
                     energy.accept()
@@ -125,7 +121,7 @@ def fragment_samc(energy: EMRefinerEnergy, fragments: list[Fragment], schedule: 
             if progress is not None:
                 progress(done, total)
         decoys.append(Decoy(energy.coords.copy(), e_cur, dict(zip(TERMS, term_cur))))
-        log.info("SAMC repeat %d/%d: E %.2f (best %.2f), CC %.3f", rep + 1, schedule.n_repeats, e_cur,
+        log.info("%s repeat %d/%d: E %.2f (best %.2f), CC %.3f", label, rep + 1, schedule.n_repeats, e_cur,
                  best.energy, energy.cc())
     decoys.append(best)
     decoys.sort(key=lambda d: d.energy)
@@ -137,6 +133,43 @@ def fragment_samc(energy: EMRefinerEnergy, fragments: list[Fragment], schedule: 
             break
     _set_coords(energy, kept[0].coords)
     return kept, traj
+
+
+def fragment_samc(energy: EMRefinerEnergy, fragments: list[Fragment], schedule: AnnealingSchedule, *,
+                  seed: int, rot_deg: float = 6.0, trans_A: float = 0.6, n_keep: int = 5,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[list[Decoy], Trajectory]:
+    """Step 2 of paper 000 on ``energy`` (its coordinates are left at the best decoy).
+
+    A move picks a fragment uniformly and, with equal odds, rotates it about a random axis
+    through the C-alpha of its first or last residue by ``N(0, rot_deg)`` degrees or translates it
+    by ``N(0, trans_A)`` Å per axis (both times ``scale``), the hinge loops following
+    (:func:`.fragments.hinged_move`). Returns the ``n_keep`` lowest-energy decoys (best first) and
+    the trajectory.
+    """
+    if not fragments:
+        raise ValueError("no fragments to move")
+    ca = energy.bb[:, 1]
+
+    def propose(rng: np.random.Generator, scale: float):
+        frag = fragments[int(rng.integers(len(fragments)))]
+        if rng.random() < 0.5:
+            end = frag.first if rng.random() < 0.5 else frag.last
+            pivot = energy.coords[ca[end]] if ca[end] >= 0 else energy.coords[energy.residue == end].mean(0)
+            rotvec = random_axis(rng) * math.radians(rng.normal(0.0, rot_deg * scale))
+            shift = np.zeros(3)
+        else:
+            pivot = np.zeros(3)
+            rotvec = np.zeros(3)
+            shift = rng.normal(0.0, trans_A * scale, size=3)
+        return hinged_move(energy.coords, energy.residue, frag, rotvec, pivot, shift)
+
+    return anneal(energy, propose, schedule, seed=seed, n_keep=n_keep, progress=progress, label="Step 2 SAMC")
+
+
+def random_axis(rng: np.random.Generator) -> np.ndarray:
+    """Unit vector uniform on the sphere."""
+    v = rng.normal(size=3)
+    return v / np.linalg.norm(v)
 
 
 def _set_coords(energy: EMRefinerEnergy, coords: np.ndarray) -> None:
