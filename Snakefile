@@ -19,6 +19,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/fit.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 

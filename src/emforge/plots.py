@@ -150,3 +150,29 @@ def ramachandran_plot(per_residue: pd.DataFrame, background: Mapping[str, np.nda
     ax.legend(fontsize=7, loc="lower right", frameon=True)
     fig.tight_layout()
     return _png(fig)
+
+
+def refinement_trajectory_plot(trajectory: pd.DataFrame) -> bytes | None:
+    """Energy (Eq. 2) and map CC at the end of every annealing temperature, Step 2 then each Step-3
+    run side by side along the x axis; ``trajectory`` as written by the EM-Refiner step."""
+    if trajectory is None or trajectory.empty or not {"stage", "run", "energy", "cc"} <= set(trajectory.columns):
+        return None
+    fig, (ax_e, ax_c) = plt.subplots(2, 1, figsize=(7.0, 4.6), sharex=True)
+    x0 = 0
+    colours = {"step2": "#2c6fad"}
+    step3 = ("#c0392b", "#d35400", "#8e44ad", "#16a085", "#7f8c8d")
+    for (stage, run), part in trajectory.groupby(["stage", "run"], sort=False):
+        x = x0 + np.arange(len(part))
+        colour = colours.get(stage, step3[int(run) % len(step3)])
+        label = "Step 2 (fragments)" if stage == "step2" else f"Step 3 run {int(run) + 1}"
+        ax_e.plot(x, part["energy"], color=colour, lw=1.2, label=label)
+        ax_c.plot(x, part["cc"], color=colour, lw=1.2)
+        x0 += len(part)
+    ax_e.set_ylabel("energy (Eq. 2)")
+    ax_c.set_ylabel("CC")
+    ax_c.set_xlabel("annealing temperature (end of each; repeats one after another)")
+    for ax in (ax_e, ax_c):
+        ax.grid(alpha=0.3)
+    ax_e.legend(fontsize=7, frameon=False, ncol=3)
+    fig.tight_layout()
+    return _png(fig)

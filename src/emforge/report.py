@@ -93,6 +93,18 @@ PLACEMENT_ROWS = (
     ("z_score", "z-score of the best pose over the search"),
     ("rotation_deg", "rotation applied (deg)"),
 )
+#: rows of the EM-Refiner refinement table: (key in the step's summary.json, label)
+REFINEMENT_ROWS = (
+    ("preset", "preset"),
+    ("n_fragments", "Step-2 fragments"),
+    ("cc_start", "CC of the fitted model (refinement box)"),
+    ("cc_step2", "CC after Step 2 (fragment SAMC)"),
+    ("cc_step3", "CC after Step 3 (atomic SAMC)"),
+    ("cc_final", "CC after the OpenMM finish"),
+    ("energy_start", "energy (Eq. 2) at the start"),
+    ("energy_step3", "energy (Eq. 2) after Step 3"),
+    ("total_s", "wall time (s)"),
+)
 #: columns of the cross-dataset summary table: (section, key, label)
 SUMMARY_COLUMNS = (
     ("map_fit", "cc", "CC"), ("map_fit", "cc_mask", "CC mask"), ("map_fit", "ccc", "CCC"),
@@ -342,8 +354,9 @@ def _poses_table(poses: pd.DataFrame | None, step: str, n: int = 10) -> str:
 
 def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
                    plots: Mapping[str, bytes | str | os.PathLike], n_worst: int,
-                   entry_fit: Mapping | None = None) -> list[str]:
-    """HTML parts of one validated model (a step's output); ``entry_fit`` = {"summary", "poses"} of a fit."""
+                   entry_fit: Mapping | None = None, entry_refine: Mapping | None = None) -> list[str]:
+    """HTML parts of one validated model (a step's output); ``entry_fit`` = {"summary", "poses"} of a fit,
+    ``entry_refine`` = {"summary", "trajectory"} of a refinement."""
     fit = dict(scores.get("map_fit") or {})
     geometry = dict(scores.get("geometry") or {})
     reference = dict(scores.get("reference") or {})
@@ -364,6 +377,17 @@ def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
         parts.append(_key_value_table(f"{step}.placement", placement.get("summary", {}), PLACEMENT_ROWS,
                                       extra=False))
         parts.append(_poses_table(placement.get("poses"), step))
+    refinement = entry_refine or {}
+    if refinement:
+        summary = dict(refinement.get("summary") or {})
+        summary["total_s"] = (summary.get("timings_s") or {}).get("total_s")
+        parts.append("<h3>Refinement (EM-Refiner)</h3>")
+        parts.append(_key_value_table(f"{step}.refinement", summary, REFINEMENT_ROWS, extra=False))
+        from emforge.plots import refinement_trajectory_plot
+
+        png = refinement_trajectory_plot(refinement.get("trajectory"))
+        if png is not None:
+            parts.append(_img(_png_b64(png), "EM-Refiner energy and CC per annealing temperature", f"plot-{step}-trajectory"))
     if fit:
         parts.append("<h3>Fit to the map</h3>")
         parts.append(_key_value_table(f"{step}.map_fit", fit, MAP_FIT_ROWS, extra=False))
@@ -421,7 +445,7 @@ def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_sta
         parts.append('<p class="note">No model was given for this dataset: validation was skipped.</p>')
     for step, entry in models.items():
         parts += _model_section(step, entry["scores"], entry.get("per_residue"), entry.get("plots") or {},
-                                n_worst_residues, entry.get("fit"))
+                                n_worst_residues, entry.get("fit"), entry.get("refine"))
 
     parts.append("<h2>Map</h2>")
     if map_stats.get("source"):

@@ -75,14 +75,23 @@ DATASETS = load_datasets(config["datasets"])
 # runs on each of them (wildcard {step}) and the report shows them all. "input" is the dataset's own
 # starting model. A later step family adds e.g. MODEL_OUTPUTS["fit"] = "results/{dataset}/fit/model.cif"
 # and a condition in model_steps().
-MODEL_OUTPUTS = {"input": None, "fit": "results/{dataset}/fit/model.cif"}
+MODEL_OUTPUTS = {
+    "input": None,
+    "fit": "results/{dataset}/fit/model.cif",
+    "refine_emrefiner": "results/{dataset}/refine_emrefiner/model.cif",
+}
 
 
 def model_steps(dataset_id):
     """Steps whose model exists for a dataset, in pipeline order."""
     if not has_model(dataset_id):
         return []
-    return ["input", "fit"] if config["fit"]["enabled"] else ["input"]
+    steps = ["input"]
+    if config["fit"]["enabled"]:
+        steps.append("fit")
+        if config["refine_emrefiner"]["enabled"]:
+            steps.append("refine_emrefiner")
+    return steps
 
 
 # -- wildcard constraints -------------------------------------------------------------------------
@@ -99,6 +108,7 @@ wildcard_constraints:
 # workflow directory so that the working directory does not matter.
 
 CORE_CONTAINER = str(Path(workflow.basedir) / "containers" / "core.sif")
+REFINE_CONTAINER = str(Path(workflow.basedir) / "containers" / "refine.sif")
 
 
 # -- helpers and input functions ------------------------------------------------------------------
@@ -170,6 +180,24 @@ def get_fit_summary(wildcards):
         return {}
     return {"fit_summary": f"results/{wildcards.dataset}/fit/fit.json",
             "fit_poses": f"results/{wildcards.dataset}/fit/poses.tsv"}
+
+
+def get_refine_summary(wildcards):
+    """The EM-Refiner step's summary and trajectory, for the report (when the dataset is refined)."""
+    if "refine_emrefiner" not in model_steps(wildcards.dataset):
+        return {}
+    folder = f"results/{wildcards.dataset}/refine_emrefiner"
+    return {"refine_emrefiner_summary": f"{folder}/summary.json",
+            "refine_emrefiner_trajectory": f"{folder}/trajectory.tsv"}
+
+
+# Wall-time request (minutes) of refine_emrefiner per preset on 2 cores for a ~200-residue chain
+# (benchmarks/results/refine_emrefiner.md), with room for larger models.
+REFINE_RUNTIME_MIN = {"fast": 30, "paper": 720}
+
+
+def get_refine_runtime_min(wildcards):
+    return REFINE_RUNTIME_MIN[config["refine_emrefiner"]["preset"]]
 
 
 def get_model(wildcards):

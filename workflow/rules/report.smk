@@ -5,6 +5,7 @@ rule report:
     input:
         unpack(get_validation),
         unpack(get_fit_summary),
+        unpack(get_refine_summary),
         map="results/{dataset}/prepare/map.mrc",
         map_stats="results/{dataset}/prepare/map_stats.json",
     output:

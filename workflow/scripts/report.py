@@ -21,6 +21,12 @@ with rule_log(smk.log[0], "report", smk.threads) as log:
 
         models["fit"]["fit"] = {"summary": read_json(smk.input.fit_summary),
                                 "poses": pd.read_csv(smk.input.fit_poses, sep="\t")}
+    if "refine_emrefiner" in models and "refine_emrefiner_summary" in smk.input.keys():
+        import pandas as pd
+
+        models["refine_emrefiner"]["refine"] = {
+            "summary": read_json(smk.input.refine_emrefiner_summary),
+            "trajectory": pd.read_csv(smk.input.refine_emrefiner_trajectory, sep="\t")}
     if not models:
         log.info("dataset has no model: the report shows the map only")
     render_dataset_report(
