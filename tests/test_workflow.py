@@ -83,6 +83,11 @@ def outputs_of(dataset: str, validated: bool, simulated: bool) -> list[str]:
         files += [f"results/{dataset}/fit/{name}" for name in ("model.cif", "poses.tsv", "fit.json", "provenance.json")]
         files += [f"results/{dataset}/validate/fit/scores.json", f"logs/{dataset}/fit.log",
                   f"benchmarks/{dataset}/fit.tsv"]
+        files += [f"results/{dataset}/fragments/{name}" for name in ("fragments.tsv", "provenance.json")]
+        files += [f"results/{dataset}/refine_emrefiner/{name}"
+                  for name in ("model.cif", "trajectory.tsv", "summary.json", "provenance.json")]
+        files += [f"results/{dataset}/validate/refine_emrefiner/scores.json", f"logs/{dataset}/fragments.log",
+                  f"logs/{dataset}/refine_emrefiner.log", f"benchmarks/{dataset}/refine_emrefiner.tsv"]
     if simulated:
         files += [f"results/{dataset}/simulate/map.mrc", f"results/{dataset}/simulate/provenance.json",
                   f"logs/{dataset}/simulate_map.log"]
@@ -176,6 +181,25 @@ def test_fit_puts_the_moved_model_back(run, crambin):
     assert "Placement in the map" in (work / "results/crn_moved/report.html").read_text(encoding="utf-8")
 
 
+def test_refinement_keeps_a_correct_model(run, crambin):
+    """EM-Refiner on the correctly placed crambin in its own map: the model stays the native (TM-score
+    against the reference stays near 1), the CC does not drop, the trajectory covers Steps 2 and 3, and
+    the OpenMM finish leaves no clashes."""
+    import pandas as pd
+
+    work, _ = run
+    summary = load_json(work / "results/crn_moved/refine_emrefiner/summary.json")
+    assert summary["n_residues"] == 46 and summary["preset"] == "fast"
+    assert summary["cc_final"] > summary["cc_start"] - 0.01
+    traj = pd.read_csv(work / "results/crn_moved/refine_emrefiner/trajectory.tsv", sep="\t")
+    assert set(traj["stage"]) == {"step2", "step3"}
+    scores = load_json(work / "results/crn_moved/validate/refine_emrefiner/scores.json")
+    assert scores["reference"]["tm_score"] > 0.9
+    assert scores["geometry"]["n_clashes"] == 0
+    fragments = pd.read_csv(work / "results/crn_moved/fragments/fragments.tsv", sep="\t")
+    assert set(fragments["kind"]) <= {"H", "E"} and (fragments["kind"] == "H").sum() >= 2  # crambin's two helices
+
+
 def test_shifted_model_fits_worse(run):
     work, _ = run
     self_fit = load_json(work / "results/crn_self/validate/input/scores.json")["map_fit"]
@@ -238,8 +262,10 @@ def test_reports(run):
     scores = load_json(work / "results/crn_self/validate/input/scores.json")
     assert f'data-key="input.map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
     assert f'data-key="input.reference.tm_score" data-value="{scores["reference"]["tm_score"]!r}"' in html_self
-    # each validated model's three plots (input and fit), embedded byte for byte, and the map histogram
-    assert html_self.count("data:image/png;base64,") == 7
+    # each validated model's three plots (input, fit, refine_emrefiner), embedded byte for byte, the
+    # refinement trajectory and the map histogram
+    assert html_self.count("data:image/png;base64,") == 11
+    assert 'id="plot-refine_emrefiner-trajectory"' in html_self
     for name in ("per_residue", "fsc", "ramachandran"):
         png = (work / f"results/crn_self/validate/input/plots/{name}.png").read_bytes()
         assert base64.b64encode(png).decode("ascii") in html_self, name
@@ -253,8 +279,9 @@ def test_summary(run):
     work, _ = run
     table = pd.read_csv(work / "results/summary.tsv", sep="\t")
     # one row per validated model; the map-only dataset has none
-    assert sorted(zip(table["dataset"], table["step"])) == [("crn_moved", "fit"), ("crn_moved", "input"),
-                                                            ("crn_self", "fit"), ("crn_self", "input")]
+    assert sorted(zip(table["dataset"], table["step"])) == [
+        ("crn_moved", "fit"), ("crn_moved", "input"), ("crn_moved", "refine_emrefiner"),
+        ("crn_self", "fit"), ("crn_self", "input"), ("crn_self", "refine_emrefiner")]
     for row in table.itertuples(index=False):
         scores = load_json(work / f"results/{row.dataset}/validate/{row.step}/scores.json")
         values = dict(zip(table.columns, row))

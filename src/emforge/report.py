@@ -387,7 +387,8 @@ def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
 
         png = refinement_trajectory_plot(refinement.get("trajectory"))
         if png is not None:
-            parts.append(_img(_png_b64(png), "EM-Refiner energy and CC per annealing temperature", f"plot-{step}-trajectory"))
+            parts.append(_img(_png_b64(png), "EM-Refiner energy and CC per annealing temperature",
+                              f"plot-{step}-trajectory"))
     if fit:
         parts.append("<h3>Fit to the map</h3>")
         parts.append(_key_value_table(f"{step}.map_fit", fit, MAP_FIT_ROWS, extra=False))

@@ -135,28 +135,33 @@ class AtomicMover:
 
     def _shift(self, rng: np.random.Generator, scale: float):
         """M2: four residues slide a fraction of one residue along the sequence."""
-        e = self.energy
-        a, b = self._segment(rng, 4)
+        a, _ = self._segment(rng, 4)
         d = 1 if rng.random() < 0.5 else -1
-        f = float(rng.uniform(0.0, self.p.shift_fraction * scale))
-        rows = np.arange(a, b + 1)
-        dest = rows + d
+        return self.register_shift(a, d, float(rng.uniform(0.0, self.p.shift_fraction * scale)))
+
+    def register_shift(self, first: int, direction: int, fraction: float, length: int = 4):
+        """Residues ``first .. first + length - 1`` each move ``fraction`` of the rigid transform that
+        puts their N, CA, C onto those of the residue ``direction`` (+1 or -1) along the chain.
+        Residues whose neighbour is missing or in another segment stay. Returns (atoms, new_xyz)."""
+        e = self.energy
+        b = min(first + length - 1, int(self.seg_hi[first]))
+        rows = np.arange(first, b + 1)
+        dest = rows + direction
         ok = (dest >= self.seg_lo[rows]) & (dest <= self.seg_hi[rows]) & (self._frame[rows] >= 0).all(1)
         ok &= (self._frame[np.clip(dest, 0, len(self._frame) - 1)] >= 0).all(1)
-        i0, i1 = self.atom_start[a], self.atom_start[b + 1]
+        i0, i1 = self.atom_start[first], self.atom_start[b + 1]
         atoms = np.arange(i0, i1, dtype=np.int64)
         new = e.coords[i0:i1].copy()
         if not ok.any():
             return atoms, new
         src = e.coords[self._frame[rows[ok]]]  # (K, 3, 3)
         dst = e.coords[self._frame[dest[ok]]]
-        rot = _kabsch(src, dst)
-        rotvec = Rotation.from_matrix(rot).as_rotvec()
+        rotvec = Rotation.from_matrix(_kabsch(src, dst)).as_rotvec()
         c_src = src.mean(axis=1)
         c_dst = dst.mean(axis=1)
         for r, rv, cs, cd in zip(rows[ok], rotvec, c_src, c_dst):
             j0, j1 = self.atom_start[r] - i0, self.atom_start[r + 1] - i0
-            new[j0:j1] = partial_rigid_move(e.coords[i0 + j0:i0 + j1], np.full(j1 - j0, f), rv, cs, cd - cs)
+            new[j0:j1] = partial_rigid_move(e.coords[i0 + j0:i0 + j1], np.full(j1 - j0, fraction), rv, cs, cd - cs)
         return atoms, new
 
 
