@@ -149,6 +149,22 @@ def test_refinement_brings_a_displaced_helix_back(ubiquitin, monkeypatch):
     np.testing.assert_array_equal(res.model.atom_name, start.atom_name)  # same atoms, same order
 
 
+def test_step3_runs_in_worker_processes_give_the_same_model(ubiquitin, monkeypatch):
+    """The Step-3 runs are independent: two worker processes return exactly what one process does."""
+    from emforge.refine.emrefiner import pipeline
+    from emforge.refine.emrefiner.samc import AnnealingSchedule
+
+    start, _ = _displaced_helix(ubiquitin)
+    target = simulate_map(ubiquitin, None, RESOLUTION_A, voxel_size_A=2.0, margin_A=8.0)
+    tiny = pipeline.Preset(AnnealingSchedule(1, 3, 40, 2.0, 0.01), AnnealingSchedule(1, 3, 40, 1.0, 0.001), 2,
+                           pipeline.DENSITY_WEIGHTS)
+    monkeypatch.setitem(pipeline.PRESETS, "tiny", tiny)
+    one = pipeline.refine_emrefiner(start, target, RESOLUTION_A, preset="tiny", seed=4, relax=False, n_jobs=1)
+    two = pipeline.refine_emrefiner(start, target, RESOLUTION_A, preset="tiny", seed=4, relax=False, n_jobs=2)
+    np.testing.assert_array_equal(one.model.coords, two.model.coords)
+    pd.testing.assert_frame_equal(one.trajectory, two.trajectory)
+
+
 def test_fragment_table_round_trip(ubiquitin):
     from emforge.refine.emrefiner.pipeline import find_fragments, fragments_from_table
 

@@ -270,7 +270,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     try:
         result = refine_emrefiner(model, density_map, args.resolution, preset=args.preset, seed=args.seed,
-                                  fragments=fragments, relax=not args.no_relax, progress=progress)
+                                  fragments=fragments, relax=not args.no_relax, n_jobs=args.threads,
+                                  progress=progress)
     except InputError as exc:
         raise _with_path(exc, args.model) from None
     finally:
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory", metavar="TSV", help="write energy/CC per annealing temperature")
     p.add_argument("--summary", metavar="JSON", help="write the run summary")
     p.add_argument("--no-relax", action="store_true", help="skip the final OpenMM minimisation")
+    p.add_argument("--threads", type=int, default=1, help="processes for the independent Step-3 runs [1]")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_refine)
 

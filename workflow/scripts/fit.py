@@ -1,7 +1,6 @@
 """Rule fit: place the starting model in the prepared map; write the fitted model, poses and a summary."""
 
 from emforge.fit import fit_model
-
 from emforge.maps import read_map
 from emforge.models import read_model, write_model
 from emforge.workflow_support import rule_log, write_json, write_provenance, write_table

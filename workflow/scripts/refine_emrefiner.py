@@ -24,7 +24,8 @@ with rule_log(smk.log[0], "refine_emrefiner", smk.threads) as log:
             last[stage] = done
 
     result = refine_emrefiner(model, read_map(smk.input.map), resolution_A, preset=settings["preset"], seed=seed,
-                              fragments=fragments, relax=settings["relax"], progress=progress)
+                              fragments=fragments, relax=settings["relax"], n_jobs=smk.threads,
+                              progress=progress)
     s = result.summary
     log.info("CC %.4f -> %.4f (Step 2 %.4f, Step 3 %.4f) in %.0f s", s["cc_start"], s["cc_final"], s["cc_step2"],
              s["cc_step3"], s["timings_s"]["total_s"])

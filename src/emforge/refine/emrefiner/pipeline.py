@@ -150,7 +150,7 @@ def _crop(density_map: DensityMap, prot: AtomModel, resolution_A: float) -> Dens
 
 def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: float, *, preset: str = DEFAULT_PRESET,
                      seed: int = 0, weights: Weights | None = None, moves: AtomicMoves | None = None,
-                     fragments: list[Fragment] | None = None, relax: bool = True,
+                     fragments: list[Fragment] | None = None, relax: bool = True, n_jobs: int = 1,
                      progress: Callable[[str, int, int], None] | None = None) -> RefineResult:
     """Refine ``model`` (already superposed) into ``density_map`` at ``resolution_A`` (Å).
 
@@ -166,8 +166,11 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
         Step-2 fragments (default: :func:`find_fragments`).
     relax
         Finish with the restrained OpenMM minimisation (needs OpenMM and pdbfixer).
+    n_jobs
+        Processes for the Step-3 runs (they are independent; results do not depend on ``n_jobs``).
     progress
-        Called as ``progress(stage, done, total)`` per annealing temperature.
+        Called as ``progress(stage, done, total)`` per annealing temperature (Step-3 runs in
+        worker processes report once, at their end).
 
     Returns
     -------
@@ -221,18 +224,29 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     timings["step2_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
+    runs = starts[:p.n_runs]
+    n_jobs = max(1, min(int(n_jobs), len(runs)))
+    jobs = [(k, xyz, seed + 1 + k) for k, xyz in enumerate(runs)]
+    if n_jobs > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: numba and OpenMM hold threads; the energy pickles with its arrays
+        with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
+            outcomes = list(pool.map(_step3_run, [(energy, p.step3, moves, xyz, s) for _, xyz, s in jobs]))
+        if progress is not None:
+            progress("step3", len(jobs), len(jobs))
+    else:
+        outcomes = [_step3_run((energy, p.step3, moves, xyz, s),
+                               stage_progress(f"step3 run {k + 1}/{len(jobs)}")) for k, xyz, s in jobs]
     best = None
     move_counts: dict[str, int] = {}
-    for k, xyz in enumerate(starts[:p.n_runs]):
-        energy.coords[:] = xyz
-        energy.refresh()
-        decoys, traj3, counts = atomic_samc(energy, p.step3, seed=seed + 1 + k, moves=moves,
-                                            progress=stage_progress(f"step3 run {k + 1}/{min(len(starts), p.n_runs)}"))
-        frames.append(pd.DataFrame(traj3.rows).assign(stage="step3", run=k))
+    for k, (decoy, rows, counts) in enumerate(outcomes):
+        frames.append(pd.DataFrame(rows).assign(stage="step3", run=k))
         for m, c in counts.items():
             move_counts[m] = move_counts.get(m, 0) + c
-        if best is None or decoys[0].energy < best.energy:
-            best = decoys[0]
+        if best is None or decoy.energy < best.energy:
+            best = decoy
     energy.coords[:] = best.coords
     energy.refresh()
     summary["cc_step3"] = energy.cc()
@@ -264,6 +278,16 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     log.info("EM-Refiner %s: CC %.4f -> %.4f (Step 2 %.4f, Step 3 %.4f) in %.0f s", preset, summary["cc_start"],
              summary["cc_final"], summary["cc_step2"], summary["cc_step3"], timings["total_s"])
     return RefineResult(out, trajectory, summary)
+
+
+def _step3_run(job, progress=None):
+    """One Step-3 run: (energy, schedule, moves, start coordinates, seed) -> (best decoy, trajectory rows,
+    move counts). Top-level so that worker processes can run it."""
+    energy, schedule, moves, xyz, run_seed = job
+    energy.coords[:] = xyz
+    energy.refresh()
+    decoys, traj, counts = atomic_samc(energy, schedule, seed=run_seed, moves=moves, progress=progress)
+    return decoys[0], traj.rows, counts
 
 
 def _coords_by_key(model: AtomModel, like: AtomModel) -> np.ndarray:
