@@ -149,8 +149,8 @@ def test_refinement_brings_a_displaced_helix_back(ubiquitin, monkeypatch):
     np.testing.assert_array_equal(res.model.atom_name, start.atom_name)  # same atoms, same order
 
 
-def test_step3_runs_in_worker_processes_give_the_same_model(ubiquitin, monkeypatch):
-    """The Step-3 runs are independent: two worker processes return exactly what one process does."""
+def test_step3_runs_in_parallel_threads_give_the_same_model(ubiquitin, monkeypatch):
+    """The Step-3 runs are independent: two threads return exactly what one does."""
     from emforge.refine.emrefiner import pipeline
     from emforge.refine.emrefiner.samc import AnnealingSchedule
 
