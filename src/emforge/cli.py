@@ -390,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trajectory", metavar="TSV", help="write energy/CC per annealing temperature")
     p.add_argument("--summary", metavar="JSON", help="write the run summary")
     p.add_argument("--no-relax", action="store_true", help="skip the final OpenMM minimisation")
-    p.add_argument("--threads", type=int, default=1, help="threads for the independent Step-3 runs [1]")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for the independent Step-3 runs [one per run, up to the CPUs]")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_refine)
 

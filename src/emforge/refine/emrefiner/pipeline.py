@@ -22,6 +22,7 @@ energy, temperatures and moves; see :data:`PRESETS` and the benchmark in
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -60,13 +61,13 @@ class Preset:
 #: SAMC accepts 0-2 % of moves without changing the model; CC x 20000 and restraint x 1 move it.
 #: The fast preset's lengths: on the demo (4AKE fitted into the 6 Å map of 1AKE, 214 residues) TM-score
 #: 0.684 -> 0.806 / 0.856 / 0.909 with Step 2 of 6 / 12 / 24 repeats and Step 3 of 4 / 8 / 16 (2 runs):
-#: sampling still pays at 4x, so the preset sits near there, within minutes on 2 cores.
+#: sampling still pays at 4x; the preset takes about 3x (a few minutes for 200 residues on 2 cores).
 DENSITY_WEIGHTS = Weights(cc=20000.0, restraint=1.0)
 
 PRESETS = {
     "paper": Preset(AnnealingSchedule(30, 20, 500, 2.0, 0.01), AnnealingSchedule(50, 30, 500, 1.0, 0.001), 5,
                     Weights()),
-    "fast": Preset(AnnealingSchedule(20, 12, 250, 2.0, 0.01), AnnealingSchedule(16, 12, 400, 1.0, 0.001), 2,
+    "fast": Preset(AnnealingSchedule(16, 12, 250, 2.0, 0.01), AnnealingSchedule(12, 12, 400, 1.0, 0.001), 2,
                    DENSITY_WEIGHTS),
 }
 DEFAULT_PRESET = "fast"
@@ -153,7 +154,7 @@ def _crop(density_map: DensityMap, prot: AtomModel, resolution_A: float) -> Dens
 
 def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: float, *, preset: str = DEFAULT_PRESET,
                      seed: int = 0, weights: Weights | None = None, moves: AtomicMoves | None = None,
-                     fragments: list[Fragment] | None = None, relax: bool = True, n_jobs: int = 1,
+                     fragments: list[Fragment] | None = None, relax: bool = True, n_jobs: int | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> RefineResult:
     """Refine ``model`` (already superposed) into ``density_map`` at ``resolution_A`` (Å).
 
@@ -170,7 +171,8 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     relax
         Finish with the restrained OpenMM minimisation (needs OpenMM and pdbfixer).
     n_jobs
-        Threads for the Step-3 runs (they are independent; results do not depend on ``n_jobs``).
+        Threads for the Step-3 runs (default: one per run, up to the CPUs available); the runs are
+        independent and the result does not depend on ``n_jobs``.
     progress
         Called as ``progress(stage, done, total)`` per annealing temperature (Step-3 runs in
         parallel threads report once, at their end).
@@ -228,6 +230,8 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
 
     t2 = time.perf_counter()
     runs = starts[:p.n_runs]
+    if n_jobs is None:
+        n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_jobs = max(1, min(int(n_jobs), len(runs)))
     jobs = [(k, xyz, seed + 1 + k) for k, xyz in enumerate(runs)]
     if n_jobs > 1:
