@@ -41,6 +41,9 @@ from emforge.refine.emrefiner.samc import AnnealingSchedule, fragment_samc
 log = logging.getLogger(__name__)
 
 MAP_MARGIN_A = 10.0
+#: restraint constants of the finishing minimisation, tried in turn until no serious clash remains
+#: (each round starts from the previous one, restrained to its positions)
+RELAX_RESTRAINT_K_KJ_PER_MOL_A2 = (10.0, 2.0, 0.5)
 LOCAL_CC_RADIUS_A = 8.0
 FRAGMENT_CC_THRESHOLD = 0.05
 
@@ -271,8 +274,15 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
         from emforge.md import relax as md_relax
 
         t3 = time.perf_counter()
-        out, relax_report = md_relax(out, seed=seed)
-        summary["relax"] = relax_report
+        rounds = []
+        for k in RELAX_RESTRAINT_K_KJ_PER_MOL_A2:
+            out, relax_report = md_relax(out, restraint_k_kj_per_mol_A2=k, seed=seed)
+            relax_report["serious_clashes"] = n_clashes = _serious_clashes(out)
+            rounds.append(relax_report)
+            if n_clashes == 0:
+                break
+            log.info("%d serious clashes after relaxing with k = %g kJ/mol/Å^2: relaxing again, looser", n_clashes, k)
+        summary["relax"] = rounds
         X = _coords_by_key(out, prot)
         summary["cc_final"] = 1.0 - energy.terms(X)["cc"]
         timings["relax_s"] = time.perf_counter() - t3
@@ -287,6 +297,15 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     log.info("EM-Refiner %s: CC %.4f -> %.4f (Step 2 %.4f, Step 3 %.4f) in %.0f s", preset, summary["cc_start"],
              summary["cc_final"], summary["cc_step2"], summary["cc_step3"], timings["total_s"])
     return RefineResult(out, trajectory, summary)
+
+
+def _serious_clashes(model: AtomModel) -> int:
+    """MolProbity-style serious clashes (overlap >= 0.4 Å, riding hydrogens) of ``model``."""
+    from emforge.geometry.clashes import clashscore
+    from emforge.geometry.hydrogens import add_riding_hydrogens
+
+    summary, _ = clashscore(add_riding_hydrogens(model))
+    return int(summary["n_clashes"])
 
 
 def _step3_run(job, progress=None):
