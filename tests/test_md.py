@@ -259,3 +259,13 @@ def test_non_protein_models_are_rejected(crambin):
         md.build_system(None, solvent="water")
     with pytest.raises(InputError, match="fewer than 3 heavy atoms"):
         md.complete_model(crambin.calpha())
+
+
+def test_seeds_beyond_32_bits_are_accepted(ubq_truncated_lys):
+    """emforge seeds are any non-negative integers, OpenMM's 32-bit: placing missing atoms with a
+    seed >= 2^31 works (pdbfixer's integrator would raise OverflowError)."""
+    from emforge.md import complete_model
+
+    model, _, _ = ubq_truncated_lys
+    comp = complete_model(model, seed=2**40 + 5)
+    assert len(comp.added) > 0

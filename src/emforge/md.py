@@ -54,6 +54,8 @@ DEFAULT_TOLERANCE_KJ_PER_MOL_NM = 10.0
 RESTRAINT_FORCE_GROUP = 1
 #: pdbfixer places missing atoms by superposing a template on the present ones: it needs 3
 MIN_HEAVY_ATOMS_PER_RESIDUE = 3
+#: OpenMM integrators take 32-bit signed seeds; larger emforge seeds are reduced modulo this
+OPENMM_SEED_MODULUS = 2**31
 # residue names the force field knows directly (pdbfixer substitutes other modified amino acids)
 _AMBER_PROTEIN_NAMES = frozenset(
     "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL "
@@ -218,7 +220,7 @@ def complete_model(model: AtomModel, *, ph: float = 7.0, seed: int = 0, platform
         fixer.replaceNonstandardResidues()
         fixer.removeHeterogens(keepWater=False)
         fixer.findMissingAtoms()
-        fixer.addMissingAtoms(seed=seed)
+        fixer.addMissingAtoms(seed=seed % OPENMM_SEED_MODULUS)
         fixer.addMissingHydrogens(ph)
     except (ValueError, KeyError, IndexError) as exc:
         raise InputError(f"pdbfixer cannot complete the model ({exc})") from None

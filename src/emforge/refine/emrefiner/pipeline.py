@@ -44,6 +44,7 @@ MAP_MARGIN_A = 10.0
 #: restraint constants of the finishing minimisation, tried in turn until no serious clash remains
 #: (each round starts from the previous one, restrained to its positions)
 RELAX_RESTRAINT_K_KJ_PER_MOL_A2 = (10.0, 2.0, 0.5)
+CLASH_CHECK_OVERLAP_A = 0.35
 LOCAL_CC_RADIUS_A = 8.0
 FRAGMENT_CC_THRESHOLD = 0.05
 
@@ -300,11 +301,13 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
 
 
 def _serious_clashes(model: AtomModel) -> int:
-    """MolProbity-style serious clashes (overlap >= 0.4 Å, riding hydrogens) of ``model``."""
+    """Clashes of ``model`` as MolProbity counts them (riding hydrogens) but from an overlap of
+    :data:`CLASH_CHECK_OVERLAP_A` instead of 0.4 Å, so that pairs just under the limit, which the
+    3-decimal coordinates of a written file can tip over it, count too."""
     from emforge.geometry.clashes import clashscore
     from emforge.geometry.hydrogens import add_riding_hydrogens
 
-    summary, _ = clashscore(add_riding_hydrogens(model))
+    summary, _ = clashscore(add_riding_hydrogens(model), overlap_A=CLASH_CHECK_OVERLAP_A)
     return int(summary["n_clashes"])
 
 
