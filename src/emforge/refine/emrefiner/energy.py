@@ -446,15 +446,18 @@ def _torsion_partial(X, bb, prev_linked, next_linked, aa, ss, residues, table): 
 
 
 @numba.njit(cache=True, nogil=True)
+def _dist(X, i, j):  # pragma: no cover - numba
+    return math.sqrt((X[i, 0] - X[j, 0]) ** 2 + (X[i, 1] - X[j, 1]) ** 2 + (X[i, 2] - X[j, 2]) ** 2)
+
+
+@numba.njit(cache=True, nogil=True)
 def _bond_delta(X, T, bonds, ids, d0, kappa):  # pragma: no cover - numba
     """Change of sum kappa (d - d0)^2 over bonds ``ids`` from coordinates ``X`` to ``T``."""
     total = 0.0
     for k in range(ids.shape[0]):
         b = ids[k]
-        i = bonds[b, 0]
-        j = bonds[b, 1]
-        dn = math.sqrt((T[i, 0] - T[j, 0]) ** 2 + (T[i, 1] - T[j, 1]) ** 2 + (T[i, 2] - T[j, 2]) ** 2)
-        do = math.sqrt((X[i, 0] - X[j, 0]) ** 2 + (X[i, 1] - X[j, 1]) ** 2 + (X[i, 2] - X[j, 2]) ** 2)
+        dn = _dist(T, bonds[b, 0], bonds[b, 1])
+        do = _dist(X, bonds[b, 0], bonds[b, 1])
         total += kappa[b] * ((dn - d0[b]) ** 2 - (do - d0[b]) ** 2)
     return total
 
@@ -465,10 +468,8 @@ def _restraint_delta(X, T, ca, pairs, ids, d0):  # pragma: no cover - numba
     total = 0.0
     for k in range(ids.shape[0]):
         p = ids[k]
-        i = ca[pairs[p, 0]]
-        j = ca[pairs[p, 1]]
-        dn = math.sqrt((T[i, 0] - T[j, 0]) ** 2 + (T[i, 1] - T[j, 1]) ** 2 + (T[i, 2] - T[j, 2]) ** 2)
-        do = math.sqrt((X[i, 0] - X[j, 0]) ** 2 + (X[i, 1] - X[j, 1]) ** 2 + (X[i, 2] - X[j, 2]) ** 2)
+        dn = _dist(T, ca[pairs[p, 0]], ca[pairs[p, 1]])
+        do = _dist(X, ca[pairs[p, 0]], ca[pairs[p, 1]])
         total += abs(dn - d0[p]) - abs(do - d0[p])
     return total
 
