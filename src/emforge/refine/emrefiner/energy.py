@@ -193,7 +193,9 @@ def _lj_delta(X, moved, new_xyz, moved_mask, head, nxt, origin, size, ncell, r_h
 
     Pairs with a non-moved partner come from the cell list (built for the current positions of
     the non-moved atoms); pairs inside ``moved`` are enumerated directly (pairs of two atoms that
-    moved by the same rigid transform cancel to rounding).
+    moved by the same rigid transform cancel to rounding). The pair update is written out here
+    and in :func:`_lj_neighbours` on purpose: a shared numba helper doubled the time per move
+    (2.0 -> 4.2 ms on 1AKE).
     """
     c2 = cutoff * cutoff
     total = 0.0
