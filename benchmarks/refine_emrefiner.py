@@ -334,8 +334,11 @@ def run_emforge(model, case: Case, args) -> tuple[object, str]:
     res = refine_emrefiner(model, case.density, case.resolution, preset=args.preset, seed=0)
     s = res.summary
     t = s.get("timings_s", {})
+    relax = s.get("relax", [])
+    rounds = (f"minimisation rounds {len(relax)} (clashes >= 0.35 Å after each: "
+              f"{' -> '.join(str(r['serious_clashes']) for r in relax)}); ") if relax else ""
     return res.model, (f"own CC {s['cc_start']:.3f} -> step2 {s['cc_step2']:.3f} -> step3 {s['cc_step3']:.3f} "
-                       f"-> final {s['cc_final']:.3f}; " +
+                       f"-> final {s['cc_final']:.3f}; {rounds}" +
                        ", ".join(f"{k.removesuffix('_s')} {v:.0f}s" for k, v in t.items()))
 
 
@@ -553,7 +556,8 @@ def report(args, cases: list[Case], rows: dict, starts: list[str], methods: list
         ("- starts: `ideal` = start superposed onto the target by TM-score; `fit` = start at a seeded random "
          "pose placed by `emforge.fit.fit_model` (paper 000 Table 1's two columns)"
          + ("" if args.fit_start == "all" else f"; `fit` run for: {args.fit_start}")),
-        (f"- emforge: `refine_emrefiner(start, map, R, preset=\"{args.preset}\", seed=0)` (OpenMM relax included); "
+        (f"- emforge: `refine_emrefiner(start, map, R, preset=\"{args.preset}\", seed=0)` (OpenMM minimisation "
+         "with clash removal, `md.remove_clashes`, included); "
          "time = the call in this process (numba cache load / compile of the first case included)"),
         (f"- servalcat: `servalcat refine_spa_norefmac --map map.mrc --model start.pdb -d R --ncycle "
          f"{args.servalcat_cycles} --monlib $MONLIB` (MONLIB = coot-headless-api's monomer library); output "

@@ -102,6 +102,68 @@ def test_relax_removes_pushed_side_chain(crambin):
     assert report["heavy_atom_rmsd_A"] == pytest.approx(rmsd_all, rel=1e-6)
 
 
+def _far_pair(m: AtomModel, lo_A: float = 3.6, hi_A: float = 4.2) -> tuple[int, int, float]:
+    """The first heavy-atom pair (cKDTree order) of residues > 2 apart at lo-hi Å."""
+    heavy = np.flatnonzero(~m.is_hydrogen())
+    pairs = heavy[cKDTree(m.coords[heavy]).query_pairs(hi_A, output_type="ndarray")]
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    d = np.linalg.norm(m.coords[pairs[:, 0]] - m.coords[pairs[:, 1]], axis=1)
+    ok = (d > lo_A) & (np.abs(m.residue_index[pairs[:, 0]] - m.residue_index[pairs[:, 1]]) > 2)
+    i, j = pairs[ok][0]
+    return int(i), int(j), float(d[ok][0])
+
+
+def test_min_distances_push_a_pair_apart(crambin):
+    heavy = crambin.without_hydrogens()
+    i, j, d0 = _far_pair(heavy)
+    want = d0 + 0.6
+    free, _ = md.relax(heavy)
+    pushed, report = md.relax(heavy, min_distances=([i], [j], [want]))
+    assert report["n_separation_pairs"] == 1
+    # force balance of k_sep = 100 against two restraints of k = 10: short by ~0.03 Å
+    assert np.linalg.norm(pushed.coords[i] - pushed.coords[j]) > want - 0.1
+    assert np.linalg.norm(free.coords[i] - free.coords[j]) < want - 0.3
+    # the rest of the model stays where it was
+    far = np.linalg.norm(heavy.coords - heavy.coords[i], axis=1) > 10
+    assert np.sqrt(np.mean(np.sum((pushed.coords[far] - free.coords[far]) ** 2, axis=1))) < 0.1
+
+
+@pytest.mark.parametrize("bad, problem", [(([0, 1], [5], [4.0]), "entries"), (([0], [5], [-1.0]), "positive"),
+                                          (([0], [10**6], [4.0]), "indices")])
+def test_min_distances_bad_input(crambin, bad, problem):
+    with pytest.raises(InputError, match=problem):
+        md.relax(crambin.without_hydrogens(), min_distances=bad)
+
+
+def test_clash_heavy_pairs_maps_hydrogens_to_parents(crambin):
+    pushed, _ = _push_side_chain(crambin.without_hydrogens())
+    pairs = md.clash_heavy_pairs(pushed)
+    independent = clashscore(add_riding_hydrogens(pushed), overlap_A=md.CLASH_CHECK_OVERLAP_A)[0]["n_clashes"]
+    assert len(pairs) == independent > 0
+    labels = np.array([f"{c}:{r}{s}{i}" for c, r, s, i in zip(pushed.chain_id, pushed.res_name, pushed.res_seq,
+                                                               pushed.ins_code)])
+    for col, lab in (("i", "label_1"), ("j", "label_2")):
+        residue_of_parent = labels[pairs[col].to_numpy(int)]
+        residue_of_clash = np.array([s.rsplit(":", 1)[0] for s in pairs[lab]])
+        assert np.array_equal(residue_of_parent, residue_of_clash)
+    # a hydrogen's parent is its bonded heavy atom: within 1.2 Å of where riding H are placed
+    with_h = add_riding_hydrogens(pushed)
+    h = np.flatnonzero(with_h.is_hydrogen())
+    d, _ = cKDTree(pushed.coords).query(with_h.coords[h])
+    assert d.max() < 1.2
+
+
+def test_remove_clashes_leaves_none(ubq):
+    # minimisation alone leaves Pro37 HA - Pro38 HD2 overlapping by ~0.38 Å (riding H), which
+    # the force field accepts: remove_clashes pushes the pair apart in a second round
+    pushed, _ = _push_side_chain(ubq.without_hydrogens())
+    out, rounds = md.remove_clashes(pushed)
+    assert rounds[-1]["serious_clashes"] == 0
+    assert clashscore(add_riding_hydrogens(out), overlap_A=md.CLASH_CHECK_OVERLAP_A)[0]["n_clashes"] == 0
+    assert len(_close_pairs(out)) == 0
+    assert all(r["restraint_k_kj_per_mol_A2"] == md.DEFAULT_RESTRAINT_K_KJ_PER_MOL_A2 for r in rounds)
+
+
 GAP = (20, 21, 22, 24)  # leaves residue 23 isolated between two breaks
 
 

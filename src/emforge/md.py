@@ -34,6 +34,7 @@ from functools import cache
 
 import gemmi
 import numpy as np
+import pandas as pd
 
 from emforge.errors import InputError
 from emforge.geometry.covalent import peptide_links, residue_rows
@@ -52,6 +53,16 @@ DEFAULT_RESTRAINT_K_KJ_PER_MOL_A2 = 10.0
 DEFAULT_MAX_ITERATIONS = 2000
 DEFAULT_TOLERANCE_KJ_PER_MOL_NM = 10.0
 RESTRAINT_FORCE_GROUP = 1
+SEPARATION_FORCE_GROUP = 2
+#: flat-bottom repulsion E = k (d_min - r)^2 (r < d_min) between atom pairs that must separate
+SEPARATION_K_KJ_PER_MOL_A2 = 100.0
+#: :func:`remove_clashes`: contacts from this van der Waals overlap (riding H) count as clashes;
+#: below MolProbity's 0.4 Å so that pairs just under the limit, which the 3-decimal coordinates of
+#: a written file can tip over it, count too
+CLASH_CHECK_OVERLAP_A = 0.35
+#: :func:`remove_clashes`: each clashing pair is pushed to this much below the clash overlap
+CLASH_MARGIN_A = 0.15
+CLASH_MAX_ROUNDS = 3
 #: pdbfixer places missing atoms by superposing a template on the present ones: it needs 3
 MIN_HEAVY_ATOMS_PER_RESIDUE = 3
 #: OpenMM integrators take 32-bit signed seeds; larger emforge seeds are reduced modulo this
@@ -453,7 +464,8 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
           solvent: str = "obc2", nonbonded_cutoff_A: float | None = 10.0,
           max_iterations: int = DEFAULT_MAX_ITERATIONS,
           tolerance_kj_per_mol_nm: float = DEFAULT_TOLERANCE_KJ_PER_MOL_NM, keep_hydrogens: bool = False,
-          ph: float = 7.0, platform=None, seed: int = 0) -> tuple[AtomModel, dict]:
+          ph: float = 7.0, platform=None, seed: int = 0,
+          min_distances: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[AtomModel, dict]:
     """Restrained energy minimisation of the protein in AMBER14 + implicit solvent (clash removal).
 
     Heavy atoms of the input are restrained to their input positions with E = k d^2; added atoms
@@ -486,6 +498,12 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
         openmm.Platform or its name; default :func:`select_platform`.
     seed
         Seed for pdbfixer's placement of added atoms.
+    min_distances
+        Optional (i, j, d_min_A): (P,) input atom indices (protein heavy atoms) and (P,) Å; each
+        pair is pushed apart by E = k (d_min - r)^2 while r < d_min, with
+        k = :data:`SEPARATION_K_KJ_PER_MOL_A2` (see :func:`remove_clashes`). Pairs with an atom
+        the force field does not model (hydrogens, ligands, replaced residues) are ignored, with
+        a warning.
 
     Returns
     -------
@@ -499,7 +517,7 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
         energy_before_kj_per_mol, energy_after_kj_per_mol (force field only, restraints excluded),
         restraint_energy_after_kj_per_mol, heavy_atom_rmsd_A (input heavy atoms, relaxed vs input),
         max_heavy_atom_shift_A, n_heavy_added, n_atoms_relaxed (with H), n_iterations, solvent,
-        restraint_k_kj_per_mol_A2, platform, wall_time_s.
+        restraint_k_kj_per_mol_A2, n_separation_pairs, platform, wall_time_s.
     """
     mm = _openmm()
     unit = mm.unit
@@ -525,6 +543,9 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
     top_idx = comp.input_index[kept]
     if k > 0:
         add_position_restraints(system, comp.positions_A, top_idx, k, force_group=RESTRAINT_FORCE_GROUP)
+    n_sep = 0
+    if min_distances is not None:
+        n_sep = _add_separations(system, comp, len(model), *min_distances)
     integrator = mm.VerletIntegrator(0.001)
     context = mm.Context(system, integrator, platform)
     context.setPositions(comp.positions_A * NM_PER_A)
@@ -553,6 +574,7 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
         "n_iterations": counter.n,
         "solvent": solvent,
         "restraint_k_kj_per_mol_A2": k,
+        "n_separation_pairs": n_sep,
         "platform": platform.getName(),
         "wall_time_s": time.perf_counter() - t0,
     }
@@ -560,6 +582,100 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
              solvent, report["platform"], e_before, e_after, report["heavy_atom_rmsd_A"], counter.n,
              report["wall_time_s"])
     return relaxed, report
+
+
+def _add_separations(system, comp: Completed, n_input: int, i, j, d_min_A) -> int:
+    """Add the flat-bottom pair repulsions of :func:`relax` (input atom indices) to ``system``."""
+    mm = _openmm()
+    i = np.asarray(i, dtype=np.int64).ravel()
+    j = np.asarray(j, dtype=np.int64).ravel()
+    d = np.asarray(d_min_A, dtype=np.float64).ravel()
+    if not len(i) == len(j) == len(d):
+        raise InputError(f"min_distances: {len(i)}, {len(j)} and {len(d)} entries; need one i, j and d_min per pair")
+    if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n_input):
+        raise InputError(f"min_distances: atom indices must lie in [0, {n_input})")
+    if not np.isfinite(d).all() or (d <= 0).any():
+        raise InputError("min_distances: every d_min must be a positive distance in Å")
+    ti, tj = comp.input_index[i], comp.input_index[j]
+    modelled = (ti >= 0) & (tj >= 0) & (ti != tj)
+    if not modelled.all():
+        log.warning("min_distances: %d pair(s) involve atoms the force field does not model (hydrogens, "
+                    "ligands, replaced residues) and are ignored", int((~modelled).sum()))
+    ti, tj, d = ti[modelled], tj[modelled], d[modelled]
+    force = mm.CustomBondForce("k_sep*step(d_min-r)*(d_min-r)^2")
+    force.addGlobalParameter("k_sep", SEPARATION_K_KJ_PER_MOL_A2 / NM_PER_A**2)
+    force.addPerBondParameter("d_min")
+    for a, b, dm in zip(ti.tolist(), tj.tolist(), (d * NM_PER_A).tolist()):
+        force.addBond(a, b, [dm])
+    force.setForceGroup(SEPARATION_FORCE_GROUP)
+    system.addForce(force)
+    return len(ti)
+
+
+def clash_heavy_pairs(model: AtomModel, overlap_A: float = CLASH_CHECK_OVERLAP_A) -> pd.DataFrame:
+    """The serious clashes of ``model`` (riding hydrogens, as MolProbity) mapped to heavy atoms.
+
+    Returns one row per clash: i, j (indices into ``model.without_hydrogens()``; a hydrogen is
+    replaced by its parent, the nearest heavy atom), overlap_A, label_1, label_2 (the clashing atoms).
+    """
+    from scipy.spatial import cKDTree
+
+    from emforge.geometry.clashes import clash_pairs
+    from emforge.geometry.hydrogens import add_riding_hydrogens
+
+    with_h = add_riding_hydrogens(model)
+    pairs = clash_pairs(with_h, overlap_A=overlap_A)
+    heavy = np.flatnonzero(~with_h.is_hydrogen())
+    rank = np.full(len(with_h), -1)
+    rank[heavy] = np.arange(len(heavy))
+    _, near = cKDTree(with_h.coords[heavy]).query(with_h.coords)
+    parent = np.where(rank >= 0, rank, near)
+    return pd.DataFrame({"i": parent[pairs["atom_1"].to_numpy(int)], "j": parent[pairs["atom_2"].to_numpy(int)],
+                         "overlap_A": pairs["overlap_A"].to_numpy(float),
+                         "label_1": pairs["label_1"], "label_2": pairs["label_2"]})
+
+
+def remove_clashes(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRAINT_K_KJ_PER_MOL_A2,
+                   overlap_A: float = CLASH_CHECK_OVERLAP_A, max_rounds: int = CLASH_MAX_ROUNDS,
+                   seed: int = 0, **relax_kwargs) -> tuple[AtomModel, list[dict]]:
+    """:func:`relax`, then push the contacts MolProbity would still call clashes apart.
+
+    The force field accepts some contacts that all-atom contact analysis (Probe radii, riding
+    hydrogens) calls clashes: e.g. an aromatic CE1 0.43 Å into a glycine HA2 stays after
+    minimisation with restraints of k = 10, 2 or 0.5 kJ/mol/Å^2. So after the first minimisation
+    each remaining clash (overlap >= ``overlap_A``) becomes a flat-bottom repulsion between the two
+    heavy atoms involved (a hydrogen is represented by its parent), asking for their present
+    distance plus the overlap beyond ``overlap_A`` - :data:`CLASH_MARGIN_A`, and the model is minimised
+    again, restrained to its positions; up to ``max_rounds`` such rounds, keeping earlier pairs.
+
+    Returns the model (heavy atoms, as :func:`relax`) and one :func:`relax` report per round, each
+    with ``serious_clashes`` (count after the round) and ``clashes`` (labels and overlaps).
+    """
+    out, report = relax(model, restraint_k_kj_per_mol_A2=restraint_k_kj_per_mol_A2, seed=seed, **relax_kwargs)
+    rounds = [report]
+    wanted: dict[tuple[int, int], float] = {}
+    for r in range(int(max_rounds) + 1):
+        heavy = out.without_hydrogens()
+        clashes = clash_heavy_pairs(heavy, overlap_A)
+        report["serious_clashes"] = len(clashes)
+        report["clashes"] = [f"{a} - {b} {ov:.2f} Å" for a, b, ov in
+                             zip(clashes["label_1"], clashes["label_2"], clashes["overlap_A"])]
+        if not len(clashes) or r == max_rounds:
+            break
+        ii, jj = clashes["i"].to_numpy(int), clashes["j"].to_numpy(int)
+        d = np.linalg.norm(heavy.coords[ii] - heavy.coords[jj], axis=1)
+        push = clashes["overlap_A"].to_numpy(float) - (overlap_A - CLASH_MARGIN_A)
+        for a, b, dm in zip(ii.tolist(), jj.tolist(), (d + push).tolist()):
+            if a != b:
+                key = (min(a, b), max(a, b))
+                wanted[key] = max(wanted.get(key, 0.0), dm)
+        log.info("%d clashes after minimisation round %d: pushing %d heavy-atom pairs apart", len(clashes), r + 1,
+                 len(wanted))
+        keys = np.array(list(wanted), dtype=np.int64).reshape(-1, 2)
+        out, report = relax(heavy, restraint_k_kj_per_mol_A2=restraint_k_kj_per_mol_A2, seed=seed,
+                            min_distances=(keys[:, 0], keys[:, 1], np.array(list(wanted.values()))), **relax_kwargs)
+        rounds.append(report)
+    return out, rounds
 
 
 def _IterationCounter(mm):
@@ -614,4 +730,4 @@ def _output_model(model: AtomModel, comp: Completed, pos_A: np.ndarray, keep_hyd
 
 
 __all__ = ["Completed", "complete_model", "build_system", "select_platform", "add_position_restraints",
-           "update_restraint_targets", "relax"]
+           "update_restraint_targets", "relax", "clash_heavy_pairs", "remove_clashes"]

@@ -6,7 +6,7 @@
    neighbours of local CC < 0.05; the ``n_runs`` lowest-energy decoys are kept.
 3. Step 3: atomic SAMC (:func:`.atomic.atomic_samc`) from each kept decoy; the lowest-energy
    conformation over all runs is the refined model.
-4. Finish: restrained AMBER14 + implicit-solvent minimisation (:func:`emforge.md.relax`) restores
+4. Finish: restrained AMBER14 + implicit-solvent minimisation (:func:`emforge.md.remove_clashes`) restores
    full atoms and removes clashes (paper 000 used FG-MD here).
 
 The map is cropped to the model's bounding box plus :data:`MAP_MARGIN_A` (at least twice the
@@ -41,10 +41,6 @@ from emforge.refine.emrefiner.samc import AnnealingSchedule, fragment_samc
 log = logging.getLogger(__name__)
 
 MAP_MARGIN_A = 10.0
-#: restraint constants of the finishing minimisation, tried in turn until no serious clash remains
-#: (each round starts from the previous one, restrained to its positions)
-RELAX_RESTRAINT_K_KJ_PER_MOL_A2 = (10.0, 2.0, 0.5)
-CLASH_CHECK_OVERLAP_A = 0.35
 LOCAL_CC_RADIUS_A = 8.0
 FRAGMENT_CC_THRESHOLD = 0.05
 
@@ -173,7 +169,8 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     fragments
         Step-2 fragments (default: :func:`find_fragments`).
     relax
-        Finish with the restrained OpenMM minimisation (needs OpenMM and pdbfixer).
+        Finish with the restrained OpenMM minimisation and clash removal (:func:`emforge.md.remove_clashes`;
+        needs OpenMM and pdbfixer).
     n_jobs
         Threads for the Step-3 runs (default: one per run, up to the CPUs available); the runs are
         independent and the result does not depend on ``n_jobs``.
@@ -272,17 +269,10 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     refined_heavy[is_prot] = energy.coords
     out = heavy.with_coords(refined_heavy)
     if relax:
-        from emforge.md import relax as md_relax
+        from emforge.md import remove_clashes
 
         t3 = time.perf_counter()
-        rounds = []
-        for k in RELAX_RESTRAINT_K_KJ_PER_MOL_A2:
-            out, relax_report = md_relax(out, restraint_k_kj_per_mol_A2=k, seed=seed)
-            relax_report["serious_clashes"] = n_clashes = _serious_clashes(out)
-            rounds.append(relax_report)
-            if n_clashes == 0:
-                break
-            log.info("%d serious clashes after relaxing with k = %g kJ/mol/Å^2: relaxing again, looser", n_clashes, k)
+        out, rounds = remove_clashes(out, seed=seed)
         summary["relax"] = rounds
         X = _coords_by_key(out, prot)
         summary["cc_final"] = 1.0 - energy.terms(X)["cc"]
@@ -298,17 +288,6 @@ def refine_emrefiner(model: AtomModel, density_map: DensityMap, resolution_A: fl
     log.info("EM-Refiner %s: CC %.4f -> %.4f (Step 2 %.4f, Step 3 %.4f) in %.0f s", preset, summary["cc_start"],
              summary["cc_final"], summary["cc_step2"], summary["cc_step3"], timings["total_s"])
     return RefineResult(out, trajectory, summary)
-
-
-def _serious_clashes(model: AtomModel) -> int:
-    """Clashes of ``model`` as MolProbity counts them (riding hydrogens) but from an overlap of
-    :data:`CLASH_CHECK_OVERLAP_A` instead of 0.4 Å, so that pairs just under the limit, which the
-    3-decimal coordinates of a written file can tip over it, count too."""
-    from emforge.geometry.clashes import clashscore
-    from emforge.geometry.hydrogens import add_riding_hydrogens
-
-    summary, _ = clashscore(add_riding_hydrogens(model), overlap_A=CLASH_CHECK_OVERLAP_A)
-    return int(summary["n_clashes"])
 
 
 def _step3_run(job, progress=None):
