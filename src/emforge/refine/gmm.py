@@ -285,6 +285,27 @@ def em_step(mix: Mixture, density: DensityMap, *, sigma_min_A: float = SIGMA_MIN
     return EMStep(targets, sigma, tot, background, scale, cc, int(region.sum()), np.sqrt(raw_sigma2))
 
 
+def refine_widths(mix: Mixture, density: DensityMap, n_iterations: int, *, sigma_min_A: float = SIGMA_MIN_A,
+                  sigma_max_A: float = SIGMA_MAX_A, residue_average: bool = True,
+                  cutoff_sigma: float = CUTOFF_SIGMA) -> pd.DataFrame:
+    """``n_iterations`` E+M steps updating widths, scale and background of ``mix`` in place
+    (positions fixed), starting from :func:`initial_scale_background`.
+
+    Returns one row per iteration: iteration, cc (M_s vs M_e over the region, E-step map),
+    background, scale, mean_sigma_A, mean_b_A2.
+    """
+    mix.sigma_A = np.clip(mix.sigma_A, sigma_min_A, sigma_max_A)
+    mix.scale, mix.background = initial_scale_background(mix, density, cutoff_sigma)
+    rows = []
+    for it in range(int(n_iterations)):
+        step = em_step(mix, density, sigma_min_A=sigma_min_A, sigma_max_A=sigma_max_A,
+                       residue_average=residue_average, cutoff_sigma=cutoff_sigma)
+        mix.sigma_A, mix.background, mix.scale = step.sigma_A, step.background, step.scale
+        rows.append({"iteration": it + 1, "cc": step.cc, "background": step.background, "scale": step.scale,
+                     "mean_sigma_A": float(mix.sigma_A.mean()), "mean_b_A2": float(sigma_to_b(mix.sigma_A).mean())})
+    return pd.DataFrame(rows, columns=["iteration", "cc", "background", "scale", "mean_sigma_A", "mean_b_A2"])
+
+
 @dataclass
 class BFactorResult:
     """Outcome of :func:`refine_bfactors`."""
@@ -326,15 +347,8 @@ def refine_bfactors(model: AtomModel, density: DensityMap, resolution_A: float, 
     heavy_mask = ~model.is_hydrogen()
     heavy = model.select(heavy_mask)
     mix = Mixture.from_model(heavy, resolution_A)
-    mix.sigma_A = np.clip(mix.sigma_A, sigma_min_A, sigma_max_A)
-    mix.scale, mix.background = initial_scale_background(mix, density, cutoff_sigma)
-    rows = []
-    for it in range(int(n_iterations)):
-        step = em_step(mix, density, sigma_min_A=sigma_min_A, sigma_max_A=sigma_max_A,
-                       residue_average=residue_average, cutoff_sigma=cutoff_sigma)
-        mix.sigma_A, mix.background, mix.scale = step.sigma_A, step.background, step.scale
-        rows.append({"iteration": it + 1, "cc": step.cc, "background": step.background, "scale": step.scale,
-                     "mean_sigma_A": float(mix.sigma_A.mean()), "mean_b_A2": float(sigma_to_b(mix.sigma_A).mean())})
+    history = refine_widths(mix, density, n_iterations, sigma_min_A=sigma_min_A, sigma_max_A=sigma_max_A,
+                            residue_average=residue_average, cutoff_sigma=cutoff_sigma)
     b = np.empty(len(model))
     b[heavy_mask] = sigma_to_b(mix.sigma_A)
     if (~heavy_mask).any():  # hydrogens: the mean B of their residue's heavy atoms
@@ -342,10 +356,9 @@ def refine_bfactors(model: AtomModel, density: DensityMap, resolution_A: float, 
         per_res = np.bincount(rows_all[heavy_mask], weights=b[heavy_mask], minlength=rows_all.max() + 1)
         cnt = np.bincount(rows_all[heavy_mask], minlength=rows_all.max() + 1)
         b[~heavy_mask] = (per_res / np.maximum(cnt, 1))[rows_all[~heavy_mask]]
-    history = pd.DataFrame(rows, columns=["iteration", "cc", "background", "scale", "mean_sigma_A", "mean_b_A2"])
-    if len(rows):
-        log.info("B-factor refinement: %d iterations, CC %.4f -> %.4f, mean B %.1f Å^2", len(rows), rows[0]["cc"],
-                 rows[-1]["cc"], rows[-1]["mean_b_A2"])
+    if len(history):
+        log.info("B-factor refinement: %d iterations, CC %.4f -> %.4f, mean B %.1f Å^2", len(history),
+                 history["cc"].iloc[0], history["cc"].iloc[-1], history["mean_b_A2"].iloc[-1])
     return BFactorResult(model.with_b_factors(b), mix, history)
 
 
@@ -362,5 +375,6 @@ def _check_args(resolution_A, n_iterations, sigma_min_A, sigma_max_A) -> None:
         raise InputError(f"width caps must satisfy 0 < sigma_min ({sigma_min_A}) < sigma_max ({sigma_max_A}) Å")
 
 
-__all__ = ["Mixture", "EMStep", "BFactorResult", "em_step", "refine_bfactors", "initial_scale_background",
-           "sigma_to_b", "b_to_sigma", "CUTOFF_SIGMA", "SIGMA_MAX_A", "SIGMA_MIN_A", "BFACTOR_ITERATIONS"]
+__all__ = ["Mixture", "EMStep", "BFactorResult", "em_step", "refine_widths", "refine_bfactors",
+           "initial_scale_background", "sigma_to_b", "b_to_sigma", "CUTOFF_SIGMA", "SIGMA_MAX_A", "SIGMA_MIN_A",
+           "BFACTOR_ITERATIONS"]
