@@ -172,3 +172,31 @@ def test_refine_gmm_moves_a_noisy_model_towards_the_truth(crambin):
         return clashscore(add_riding_hydrogens(m.without_hydrogens()))[0]["n_clashes"]
 
     assert n_clashes(out) <= n_clashes(noisy)
+
+
+def test_cli_bfactors_and_refine_gmm(crambin, tmp_path):
+    pytest.importorskip("openmm")
+    from emforge.cli import main
+    from emforge.maps import write_map
+    from emforge.models import write_model
+
+    truth = crambin.without_hydrogens()
+    density = simulate_map(truth, None, 3.0, "emrefiner", voxel_size_A=1.0, margin_A=6.0,
+                           sigma_A=np.where(truth.res_seq <= 23, 0.9, 1.5))
+    write_map(tmp_path / "map.mrc", density)
+    write_model(tmp_path / "model.pdb", truth)
+    m, f = str(tmp_path / "model.pdb"), str(tmp_path / "map.mrc")
+    assert main(["bfactors", m, f, "-r", "3", "-o", str(tmp_path / "b.cif"), "-q"]) == 0
+    b = read_model(tmp_path / "b.cif").b_factor
+    assert np.median(b[truth.res_seq <= 20]) < np.median(b[truth.res_seq >= 27])
+    out = tmp_path / "gmm.cif"
+    assert main(["refine", m, f, "-r", "3", "--method", "gmm", "--max-iterations", "2", "-o", str(out),
+                 "--trajectory", str(tmp_path / "t.tsv"), "--summary", str(tmp_path / "s.json"), "-q"]) == 0
+    assert read_model(out).n_residues == truth.n_residues
+    assert (tmp_path / "t.tsv").read_text().startswith("iteration\tccc")
+    # options of the other method are refused with one clear error and no output
+    bad = tmp_path / "bad.cif"
+    assert main(["refine", m, f, "-r", "3", "--method", "gmm", "--no-relax", "-o", str(bad), "-q"]) == 2
+    assert not bad.exists()
+    assert main(["bfactors", m, str(tmp_path / "missing.mrc"), "-r", "3", "-o", str(bad), "-q"]) == 2
+    assert not bad.exists()

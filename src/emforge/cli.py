@@ -238,6 +238,54 @@ def cmd_fragments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bfactors(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from emforge.maps import read_map
+    from emforge.models import read_model, write_model
+    from emforge.refine.gmm import refine_bfactors
+
+    model = read_model(args.model)
+    density_map = read_map(args.map)
+    try:
+        result = refine_bfactors(model, density_map, args.resolution, n_iterations=args.iterations,
+                                 sigma_max_A=args.sigma_max)
+    except InputError as exc:
+        raise _with_path(exc, args.model) from None
+    write_model(args.output, result.model)
+    h = result.history
+    cc = f"mixture CC {h['cc'].iloc[0]:.4f} -> {h['cc'].iloc[-1]:.4f}, " if len(h) else ""
+    print(f"wrote {args.output}: {cc}B {np.min(result.model.b_factor):.1f}-{np.max(result.model.b_factor):.1f} Å^2 "
+          f"(mean {np.mean(result.model.b_factor):.1f}; B = 8 pi^2 sigma^2 of the fitted Gaussians)")
+    return 0
+
+
+def _refine_gmm(args: argparse.Namespace, model, density_map) -> int:
+    from emforge.atomic import atomic_path
+    from emforge.models import write_model
+    from emforge.refine.reff import refine_gmm
+
+    def progress(iteration: int, total: int, ccc: float) -> None:
+        if not args.quiet:
+            print(f"  iteration {iteration}: CCC {ccc:.4f}", file=sys.stderr)
+
+    try:
+        result = refine_gmm(model, density_map, args.resolution, protocol=args.protocol, k_gmm_kj_per_mol=args.k_gmm,
+                            max_iterations=args.max_iterations, seed=args.seed, progress=progress)
+    except InputError as exc:
+        raise _with_path(exc, args.model) from None
+    write_model(args.output, result.model)
+    if args.trajectory:
+        with atomic_path(args.trajectory) as tmp:
+            result.trajectory.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    if args.summary:
+        _write_json(args.summary, result.summary)
+    s = result.summary
+    print(f"wrote {args.output}: CCC {s['ccc_start']:.4f} -> {s['ccc_final']:.4f} (best of {s['n_iterations']} "
+          f"iterations), protocol {s['protocol']}, {s['timings_s']['total']:.0f} s")
+    return 0
+
+
 def cmd_refine(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -248,6 +296,11 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
     model = read_model(args.model)
     density_map = read_map(args.map)
+    if args.method == "gmm":
+        if args.fragments or args.no_relax or args.preset != "fast":
+            raise InputError("--fragments, --no-relax and --preset apply to --method emrefiner only "
+                             "(gmm: --protocol, --k-gmm, --max-iterations)")
+        return _refine_gmm(args, model, density_map)
     fragments = None
     if args.fragments:
         try:
@@ -374,15 +427,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="fragment table (.tsv)")
     p.set_defaults(func=cmd_fragments)
 
-    p = sub.add_parser("refine", parents=[common], help="flexible refinement of a placed model in a map",
-                       description="EM-Refiner (paper 000): fragment SAMC (Step 2) and atomic SAMC with "
-                                   "moves M1-M6 (Step 3) on the knowledge-based energy with the map's CC, "
-                                   "then restrained AMBER14/implicit-solvent minimisation. The model must "
-                                   "already sit in the map (see 'emforge fit').")
+    p = sub.add_parser("bfactors", parents=[common], help="per-atom B-factors from the map (positions fixed)",
+                       description="TEMPy-ReFF (paper 001) Gaussian-mixture width refinement: per-atom widths "
+                                   "from responsibility-weighted map moments, averaged per residue, written "
+                                   "as B = 8 pi^2 sigma^2 (Å^2).")
     p.add_argument("model")
     p.add_argument("map")
     p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
-    p.add_argument("--method", choices=("emrefiner",), default="emrefiner")
+    p.add_argument("-o", "--output", required=True, help="model with refined B-factors (.cif or .pdb)")
+    p.add_argument("--iterations", type=int, default=25, help="E+M iterations [25, paper 001]")
+    p.add_argument("--sigma-max", type=_positive, default=2.5, help="width cap in Å [2.5]")
+    p.set_defaults(func=cmd_bfactors)
+
+    p = sub.add_parser("refine", parents=[common], help="flexible refinement of a placed model in a map",
+                       description="emrefiner (paper 000): fragment SAMC (Step 2) and atomic SAMC with "
+                                   "moves M1-M6 (Step 3) on the knowledge-based energy with the map's CC, "
+                                   "then restrained AMBER14/implicit-solvent minimisation. gmm (TEMPy-ReFF, "
+                                   "paper 001): Gaussian-mixture B-factors, then mixture targets pulling the "
+                                   "atoms in AMBER14/GBn2 (OpenMM). The model must already sit in the map "
+                                   "(see 'emforge fit').")
+    p.add_argument("model")
+    p.add_argument("map")
+    p.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    p.add_argument("--method", choices=("emrefiner", "gmm"), default="emrefiner")
     p.add_argument("-o", "--output", required=True, help="refined model (.cif or .pdb)")
     p.add_argument("--preset", choices=("fast", "paper"), default="fast",
                    help="fast: short annealing, density-weighted energy; paper: paper 000's protocol [fast]")
@@ -392,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-relax", action="store_true", help="skip the final OpenMM minimisation")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for the independent Step-3 runs [one per run, up to the CPUs]")
+    p.add_argument("--protocol", choices=("fast", "paper"), default="fast",
+                   help="gmm: fast = L-BFGS per iteration; paper = 2000 Langevin steps of 0.1 fs [fast]")
+    p.add_argument("--k-gmm", type=_positive, default=1e4, help="gmm: Eq. 10 well depth, kJ/mol per atom [1e4]")
+    p.add_argument("--max-iterations", type=int, default=None, help="gmm: iteration cap [protocol's]")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_refine)
 
