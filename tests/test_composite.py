@@ -86,3 +86,26 @@ def test_composite_bad_input(crambin):
     far = DensityMap(maps[1].data, maps[1].voxel_size, maps[1].origin + 500.0)
     with pytest.raises(InputError, match="component 2"):
         composite_map([maps[0], far], crambin)
+
+
+def test_cli_composite(crambin, tmp_path):
+    from emforge.cli import main
+    from emforge.maps import read_map, write_map
+    from emforge.models import write_model
+
+    truth, maps = _components(crambin, np.random.default_rng(3))
+    paths = []
+    for k, m in enumerate(maps):
+        paths.append(str(tmp_path / f"c{k}.mrc"))
+        write_map(paths[-1], m)
+    write_model(tmp_path / "m.pdb", crambin)
+    out = tmp_path / "comp.mrc"
+    assert main(["composite", "--maps", *paths, "--model", str(tmp_path / "m.pdb"), "-r", "3", "-o", str(out),
+                 "--table", str(tmp_path / "t.tsv"), "-q"]) == 0
+    direct = composite_map(maps, crambin, resolution_A=3.0).map
+    assert np.allclose(read_map(out).data, direct.data, atol=1e-5 * float(np.abs(direct.data).max()))
+    assert (tmp_path / "t.tsv").read_text().startswith("component\tn_atoms")
+    bad = tmp_path / "bad.mrc"
+    assert main(["composite", "--maps", paths[0], "--model", str(tmp_path / "m.pdb"), "-o", str(bad), "-q"]) == 2
+    assert main(["composite", "--maps", *paths, "-o", str(bad), "-q"]) == 2
+    assert not bad.exists()
