@@ -341,8 +341,27 @@ def _gemmi_model_takes_int() -> bool:
 def write_model(path: str | os.PathLike, model: AtomModel, name: str | None = None) -> Path:
     """Write ``model`` as mmCIF (``.cif``/``.mmcif``) or PDB (``.pdb``/``.ent``), optionally ``.gz``, atomically."""
     path = Path(path)
+    check_file_type(path, MODEL_SUFFIXES, "model")
+    return _write_structure(path, to_gemmi(model, name or path.name.split(".")[0]))
+
+
+def write_models(path: str | os.PathLike, models: list[AtomModel], name: str | None = None) -> Path:
+    """Write several models (an ensemble: same atoms, other coordinates) as one multi-model
+    mmCIF or PDB file (MODEL 1..n), atomically."""
+    path = Path(path)
+    check_file_type(path, MODEL_SUFFIXES, "model")
+    if not models:
+        raise InputError("no models to write", path)
+    st = to_gemmi(models[0], name or path.name.split(".")[0])
+    for k, m in enumerate(models[1:], start=2):
+        gm = to_gemmi(m)[0]
+        gm.num = k if _gemmi_model_takes_int() else str(k)
+        st.add_model(gm)
+    return _write_structure(path, st)
+
+
+def _write_structure(path: Path, st: gemmi.Structure) -> Path:
     suffix = check_file_type(path, MODEL_SUFFIXES, "model")
-    st = to_gemmi(model, name or path.name.split(".")[0])
     if suffix in (".cif", ".mmcif"):
         text = st.make_mmcif_document().as_string()
     else:
