@@ -75,3 +75,25 @@ def test_ensemble_bad_input(crambin):
         ensemble.generate_ensemble(crambin, density, 3.0, max_members=1)
     with pytest.raises(InputError, match="resolution"):
         ensemble.generate_ensemble(crambin, density, 0.0)
+
+
+def test_cli_ensemble(crambin, tmp_path):
+    pytest.importorskip("openmm")
+    from emforge.cli import main
+    from emforge.maps import read_map, write_map
+    from emforge.models import write_model
+
+    density = simulate_map(crambin, None, 3.0, "gmm", voxel_size_A=1.0, margin_A=6.0)
+    write_map(tmp_path / "map.mrc", density)
+    write_model(tmp_path / "m.pdb", crambin)
+    args = ["ensemble", str(tmp_path / "m.pdb"), str(tmp_path / "map.mrc"), "-r", "3", "--max-members", "2",
+            "--md-steps", "0", "-o", str(tmp_path / "ens.cif"), "--map-out", str(tmp_path / "ens.mrc"),
+            "--rmsf", str(tmp_path / "rmsf.tsv"), "-q"]
+    assert main(args) == 0
+    assert len(gemmi.read_structure(str(tmp_path / "ens.cif"))) == 2
+    assert read_map(tmp_path / "ens.mrc").same_grid(density)
+    assert (tmp_path / "rmsf.tsv").read_text().startswith("chain_id\tres_seq")
+    bad = ["ensemble", str(tmp_path / "m.pdb"), str(tmp_path / "map.mrc"), "-r", "3", "--max-members", "1",
+           "-o", str(tmp_path / "bad.cif"), "--map-out", str(tmp_path / "bad.mrc"), "-q"]
+    assert main(bad) == 2
+    assert not (tmp_path / "bad.cif").exists() and not (tmp_path / "bad.mrc").exists()
