@@ -61,7 +61,8 @@ def write_datasets(path: Path, rows: list[dict]) -> None:
 def write_config(path: Path, datasets: str) -> None:
     # only what differs from config/config.yaml; the rest comes from the workflow's defaults
     path.write_text(f"seed: 7\ndatasets: {datasets}\nsimulate:\n  voxel_size_A: 1.5\n"
-                    "fit:\n  enabled: true\n  method: fft\n  angular_step_deg: 30.0\n  n_poses: 3\n", encoding="utf-8")
+                    "fit:\n  enabled: true\n  method: fft\n  angular_step_deg: 30.0\n  n_poses: 3\n"
+                    "refine_gmm:\n  max_iterations: 5\nensemble:\n  max_members: 3\n", encoding="utf-8")
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -88,6 +89,13 @@ def outputs_of(dataset: str, validated: bool, simulated: bool) -> list[str]:
                   for name in ("model.cif", "trajectory.tsv", "summary.json", "provenance.json")]
         files += [f"results/{dataset}/validate/refine_emrefiner/scores.json", f"logs/{dataset}/fragments.log",
                   f"logs/{dataset}/refine_emrefiner.log", f"benchmarks/{dataset}/refine_emrefiner.tsv"]
+        files += [f"results/{dataset}/refine_gmm/{name}"
+                  for name in ("model.cif", "trajectory.tsv", "summary.json", "provenance.json")]
+        files += [f"results/{dataset}/ensemble/{name}" for name in (
+            "ensemble.cif", "ensemble.mrc", "rmsf.tsv", "curve.tsv", "summary.json", "provenance.json")]
+        files += [f"results/{dataset}/validate/refine_gmm/scores.json", f"logs/{dataset}/refine_gmm.log",
+                  f"logs/{dataset}/ensemble.log", f"benchmarks/{dataset}/refine_gmm.tsv",
+                  f"benchmarks/{dataset}/ensemble.tsv"]
     if simulated:
         files += [f"results/{dataset}/simulate/map.mrc", f"results/{dataset}/simulate/provenance.json",
                   f"logs/{dataset}/simulate_map.log"]
@@ -200,6 +208,31 @@ def test_refinement_keeps_a_correct_model(run, crambin):
     assert set(fragments["kind"]) <= {"H", "E"} and (fragments["kind"] == "H").sum() >= 2  # crambin's two helices
 
 
+def test_gmm_refinement_and_ensemble(run, crambin):
+    """TEMPy-ReFF on the fitted crambin in its own map: the CCC does not drop, the model stays the
+    native, no clash appears; the ensemble has members, a map on the dataset's grid and one RMSF per residue."""
+    import gemmi
+    import pandas as pd
+
+    from emforge.maps import read_map
+
+    work, _ = run
+    summary = load_json(work / "results/crn_moved/refine_gmm/summary.json")
+    assert summary["protocol"] == "fast" and 1 <= summary["n_iterations"] <= 5
+    assert summary["ccc_final"] >= summary["ccc_start"]
+    scores = load_json(work / "results/crn_moved/validate/refine_gmm/scores.json")
+    assert scores["reference"]["tm_score"] > 0.9
+    fit_scores = load_json(work / "results/crn_moved/validate/fit/scores.json")
+    assert scores["geometry"]["n_clashes"] <= fit_scores["geometry"]["n_clashes"]
+    ens = load_json(work / "results/crn_moved/ensemble/summary.json")
+    st = gemmi.read_structure(str(work / "results/crn_moved/ensemble/ensemble.cif"))
+    assert len(st) == ens["n_members"] >= 2
+    assert read_map(work / "results/crn_moved/ensemble/ensemble.mrc").same_grid(
+        read_map(work / "results/crn_moved/prepare/map.mrc"))
+    rmsf = pd.read_csv(work / "results/crn_moved/ensemble/rmsf.tsv", sep="\t")
+    assert len(rmsf) == crambin.n_residues and (rmsf["rmsf_A"] > 0).all()
+
+
 def test_shifted_model_fits_worse(run):
     work, _ = run
     self_fit = load_json(work / "results/crn_self/validate/input/scores.json")["map_fit"]
@@ -262,10 +295,12 @@ def test_reports(run):
     scores = load_json(work / "results/crn_self/validate/input/scores.json")
     assert f'data-key="input.map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
     assert f'data-key="input.reference.tm_score" data-value="{scores["reference"]["tm_score"]!r}"' in html_self
-    # each validated model's three plots (input, fit, refine_emrefiner), embedded byte for byte, the
-    # refinement trajectory and the map histogram
-    assert html_self.count("data:image/png;base64,") == 11
+    # each validated model's three plots (input, fit, refine_emrefiner, refine_gmm), embedded byte for
+    # byte, the EM-Refiner trajectory, the TEMPy-ReFF convergence and B/RMSF plots and the map histogram
+    assert html_self.count("data:image/png;base64,") == 16
     assert 'id="plot-refine_emrefiner-trajectory"' in html_self
+    assert 'id="plot-refine_gmm-gmm-convergence"' in html_self and 'id="plot-refine_gmm-b-rmsf"' in html_self
+    assert 'data-key="refine_gmm.ensemble.n_members"' in html_self
     for name in ("per_residue", "fsc", "ramachandran"):
         png = (work / f"results/crn_self/validate/input/plots/{name}.png").read_bytes()
         assert base64.b64encode(png).decode("ascii") in html_self, name
@@ -280,8 +315,8 @@ def test_summary(run):
     table = pd.read_csv(work / "results/summary.tsv", sep="\t")
     # one row per validated model; the map-only dataset has none
     assert sorted(zip(table["dataset"], table["step"])) == [
-        ("crn_moved", "fit"), ("crn_moved", "input"), ("crn_moved", "refine_emrefiner"),
-        ("crn_self", "fit"), ("crn_self", "input"), ("crn_self", "refine_emrefiner")]
+        ("crn_moved", "fit"), ("crn_moved", "input"), ("crn_moved", "refine_emrefiner"), ("crn_moved", "refine_gmm"),
+        ("crn_self", "fit"), ("crn_self", "input"), ("crn_self", "refine_emrefiner"), ("crn_self", "refine_gmm")]
     for row in table.itertuples(index=False):
         scores = load_json(work / f"results/{row.dataset}/validate/{row.step}/scores.json")
         values = dict(zip(table.columns, row))

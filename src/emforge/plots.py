@@ -176,3 +176,52 @@ def refinement_trajectory_plot(trajectory: pd.DataFrame) -> bytes | None:
     ax_e.legend(fontsize=7, frameon=False, ncol=3)
     fig.tight_layout()
     return _png(fig)
+
+
+def gmm_convergence_plot(trajectory: pd.DataFrame, curve: pd.DataFrame | None = None) -> bytes | None:
+    """TEMPy-ReFF convergence: model-map CCC per iteration (and the mixture's CC), plus the
+    ensemble-map CCC per number of members when ``curve`` is given."""
+    if trajectory is None or trajectory.empty or not {"iteration", "ccc"} <= set(trajectory.columns):
+        return None
+    with_curve = curve is not None and not curve.empty
+    fig, axes = plt.subplots(1, 2 if with_curve else 1, figsize=(7.0 if with_curve else 4.6, 3.0), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(trajectory["iteration"], trajectory["ccc"], "o-", color="#2c6fad", ms=3, lw=1.2, label="model CCC")
+    if "gmm_cc" in trajectory:
+        ax.plot(trajectory["iteration"], trajectory["gmm_cc"], "s--", color="#7f8c8d", ms=2.5, lw=1.0,
+                label="mixture CC")
+    best = int(trajectory["ccc"].idxmax())
+    ax.axvline(trajectory["iteration"].iloc[best], color="#c0392b", lw=0.8, ls=":", label="kept")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("CCC")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    if with_curve:
+        ax = axes[0, 1]
+        ax.plot(curve["n_members"], curve["ccc"], "o-", color="#16a085", ms=3, lw=1.2)
+        ax.set_xlabel("ensemble members")
+        ax.set_ylabel("ensemble-map CCC")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def b_factor_rmsf_plot(b_per_residue: pd.DataFrame, rmsf: pd.DataFrame | None = None) -> bytes | None:
+    """Per-residue mean B (Å^2) of the refined model along the sequence, and the ensemble's C-alpha
+    RMSF (Å) on a second axis; tables with chain_id, res_seq and b_A2 / rmsf_A."""
+    if b_per_residue is None or b_per_residue.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 2.8))
+    x = np.arange(len(b_per_residue))
+    ax.plot(x, b_per_residue["b_A2"], color="#2c6fad", lw=1.2, label="B (Å²)")
+    ax.set_ylabel("mean B (Å²)", color="#2c6fad")
+    ax.set_xlabel("residue (in model order)")
+    ax.grid(alpha=0.3)
+    if rmsf is not None and not rmsf.empty:
+        key = ["chain_id", "res_seq"]
+        merged = b_per_residue[key].merge(rmsf[key + ["rmsf_A"]], on=key, how="left")
+        ax2 = ax.twinx()
+        ax2.plot(x, merged["rmsf_A"], color="#c0392b", lw=1.0, label="RMSF (Å)")
+        ax2.set_ylabel("ensemble RMSF (Å)", color="#c0392b")
+    fig.tight_layout()
+    return _png(fig)

@@ -105,6 +105,30 @@ REFINEMENT_ROWS = (
     ("energy_step3", "energy (Eq. 2) after Step 3"),
     ("total_s", "wall time (s)"),
 )
+#: rows of the TEMPy-ReFF refinement table: (key in the step's summary.json, label)
+GMM_ROWS = (
+    ("protocol", "protocol"),
+    ("k_gmm_kj_per_mol", "k_gmm (kJ/mol per atom, Eq. 10)"),
+    ("bfactor_iterations", "B-factor iterations before positions"),
+    ("mean_b_A2", "mean B of the refined model (Å²)"),
+    ("ccc_start", "CCC of the fitted model"),
+    ("ccc_final", "CCC of the refined model (best iteration)"),
+    ("best_iteration", "best iteration"),
+    ("n_iterations", "iterations run"),
+    ("heavy_atom_rmsd_A", "heavy-atom shift from the fitted model (Å, rms)"),
+    ("platform", "OpenMM platform"),
+    ("total_s", "wall time (s)"),
+)
+#: rows of the ensemble table
+ENSEMBLE_ROWS = (
+    ("n_members", "members"),
+    ("single_model_ccc", "CCC of the refined model alone"),
+    ("first_member_ccc", "CCC of one member"),
+    ("ensemble_ccc", "CCC of the ensemble map"),
+    ("mean_rmsf_A", "mean C-alpha RMSF (Å)"),
+    ("max_rmsf_A", "largest C-alpha RMSF (Å)"),
+    ("wall_time_s", "wall time (s)"),
+)
 #: columns of the cross-dataset summary table: (section, key, label)
 SUMMARY_COLUMNS = (
     ("map_fit", "cc", "CC"), ("map_fit", "cc_mask", "CC mask"), ("map_fit", "ccc", "CCC"),
@@ -267,6 +291,15 @@ def read_per_residue(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
+def b_factors_per_residue(model) -> pd.DataFrame:
+    """Mean B (Å^2) per residue of an AtomModel: chain_id, res_seq, res_name, b_A2 (model order)."""
+    rows = np.repeat(np.arange(model.n_residues), np.diff(np.r_[model.residue_starts(), len(model)]))
+    b = np.bincount(rows, weights=model.b_factor) / np.bincount(rows)
+    starts = model.residue_starts()
+    return pd.DataFrame({"chain_id": model.chain_id[starts], "res_seq": model.res_seq[starts],
+                         "res_name": model.res_name[starts], "b_A2": b})
+
+
 def local_cc_summary(per_residue: pd.DataFrame) -> dict:
     """Statistics of the per-residue local CC column (NaN rows counted separately)."""
     cc = pd.to_numeric(per_residue["local_cc"], errors="coerce").to_numpy(dtype=float)
@@ -354,9 +387,11 @@ def _poses_table(poses: pd.DataFrame | None, step: str, n: int = 10) -> str:
 
 def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
                    plots: Mapping[str, bytes | str | os.PathLike], n_worst: int,
-                   entry_fit: Mapping | None = None, entry_refine: Mapping | None = None) -> list[str]:
+                   entry_fit: Mapping | None = None, entry_refine: Mapping | None = None,
+                   entry_gmm: Mapping | None = None) -> list[str]:
     """HTML parts of one validated model (a step's output); ``entry_fit`` = {"summary", "poses"} of a fit,
-    ``entry_refine`` = {"summary", "trajectory"} of a refinement."""
+    ``entry_refine`` = {"summary", "trajectory"} of an EM-Refiner refinement, ``entry_gmm`` =
+    {"summary", "trajectory", "b_per_residue", "ensemble": {"summary", "rmsf", "curve"}} of TEMPy-ReFF."""
     fit = dict(scores.get("map_fit") or {})
     geometry = dict(scores.get("geometry") or {})
     reference = dict(scores.get("reference") or {})
@@ -389,6 +424,8 @@ def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
         if png is not None:
             parts.append(_img(_png_b64(png), "EM-Refiner energy and CC per annealing temperature",
                               f"plot-{step}-trajectory"))
+    if entry_gmm:
+        parts += _gmm_parts(step, entry_gmm)
     if fit:
         parts.append("<h3>Fit to the map</h3>")
         parts.append(_key_value_table(f"{step}.map_fit", fit, MAP_FIT_ROWS, extra=False))
@@ -419,6 +456,28 @@ def _model_section(step: str, scores: Mapping, per_residue: pd.DataFrame | None,
     return parts
 
 
+def _gmm_parts(step: str, entry: Mapping) -> list[str]:
+    """TEMPy-ReFF refinement table, convergence plot, per-residue B / RMSF plot and ensemble table."""
+    from emforge.plots import b_factor_rmsf_plot, gmm_convergence_plot
+
+    summary = dict(entry.get("summary") or {})
+    summary["total_s"] = (summary.get("timings_s") or {}).get("total")
+    ens = entry.get("ensemble") or {}
+    parts = ["<h3>Refinement (TEMPy-ReFF)</h3>",
+             _key_value_table(f"{step}.gmm", summary, GMM_ROWS, extra=False)]
+    png = gmm_convergence_plot(entry.get("trajectory"), ens.get("curve"))
+    if png is not None:
+        parts.append(_img(_png_b64(png), "TEMPy-ReFF CCC per iteration and ensemble-map CCC per member",
+                          f"plot-{step}-gmm-convergence"))
+    png = b_factor_rmsf_plot(entry.get("b_per_residue"), ens.get("rmsf"))
+    if png is not None:
+        parts.append(_img(_png_b64(png), "per-residue B-factor and ensemble RMSF", f"plot-{step}-b-rmsf"))
+    if ens:
+        parts.append("<h4>Ensemble</h4>")
+        parts.append(_key_value_table(f"{step}.ensemble", ens.get("summary") or {}, ENSEMBLE_ROWS, extra=False))
+    return parts
+
+
 def _page(heading: str, parts: Iterable[str]) -> str:
     body = "\n".join(p for p in parts if p)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -446,7 +505,7 @@ def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_sta
         parts.append('<p class="note">No model was given for this dataset: validation was skipped.</p>')
     for step, entry in models.items():
         parts += _model_section(step, entry["scores"], entry.get("per_residue"), entry.get("plots") or {},
-                                n_worst_residues, entry.get("fit"), entry.get("refine"))
+                                n_worst_residues, entry.get("fit"), entry.get("refine"), entry.get("gmm"))
 
     parts.append("<h2>Map</h2>")
     if map_stats.get("source"):

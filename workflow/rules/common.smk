@@ -79,6 +79,7 @@ MODEL_OUTPUTS = {
     "input": None,
     "fit": "results/{dataset}/fit/model.cif",
     "refine_emrefiner": "results/{dataset}/refine_emrefiner/model.cif",
+    "refine_gmm": "results/{dataset}/refine_gmm/model.cif",
 }
 
 
@@ -91,6 +92,8 @@ def model_steps(dataset_id):
         steps.append("fit")
         if config["refine_emrefiner"]["enabled"]:
             steps.append("refine_emrefiner")
+        if config["refine_gmm"]["enabled"]:
+            steps.append("refine_gmm")
     return steps
 
 
@@ -189,6 +192,29 @@ def get_refine_summary(wildcards):
     folder = f"results/{wildcards.dataset}/refine_emrefiner"
     return {"refine_emrefiner_summary": f"{folder}/summary.json",
             "refine_emrefiner_trajectory": f"{folder}/trajectory.tsv"}
+
+
+def get_gmm_summary(wildcards):
+    """TEMPy-ReFF summaries, convergence and ensemble tables, for the report (when they run)."""
+    if "refine_gmm" not in model_steps(wildcards.dataset):
+        return {}
+    folder = f"results/{wildcards.dataset}"
+    files = {"refine_gmm_summary": f"{folder}/refine_gmm/summary.json",
+             "refine_gmm_trajectory": f"{folder}/refine_gmm/trajectory.tsv",
+             "refine_gmm__model": f"{folder}/refine_gmm/model.cif"}
+    if config["ensemble"]["enabled"]:
+        files.update({"ensemble_summary": f"{folder}/ensemble/summary.json",
+                      "ensemble_rmsf": f"{folder}/ensemble/rmsf.tsv",
+                      "ensemble_curve": f"{folder}/ensemble/curve.tsv"})
+    return files
+
+
+# Wall-time request (minutes) of refine_gmm per protocol on 2 cores for a ~200-residue chain.
+GMM_RUNTIME_MIN = {"fast": 60, "paper": 1440}
+
+
+def get_gmm_runtime_min(wildcards):
+    return GMM_RUNTIME_MIN[config["refine_gmm"]["protocol"]]
 
 
 # Wall-time request (minutes) of refine_emrefiner per preset on 2 cores for a ~200-residue chain

@@ -27,6 +27,20 @@ with rule_log(smk.log[0], "report", smk.threads) as log:
         models["refine_emrefiner"]["refine"] = {
             "summary": read_json(smk.input.refine_emrefiner_summary),
             "trajectory": pd.read_csv(smk.input.refine_emrefiner_trajectory, sep="\t")}
+    if "refine_gmm" in models and "refine_gmm_summary" in smk.input.keys():
+        import pandas as pd
+
+        from emforge.models import read_model
+        from emforge.report import b_factors_per_residue
+
+        entry = {"summary": read_json(smk.input.refine_gmm_summary),
+                 "trajectory": pd.read_csv(smk.input.refine_gmm_trajectory, sep="\t"),
+                 "b_per_residue": b_factors_per_residue(read_model(smk.input["refine_gmm__model"]))}
+        if "ensemble_summary" in smk.input.keys():
+            entry["ensemble"] = {"summary": read_json(smk.input.ensemble_summary),
+                                 "rmsf": pd.read_csv(smk.input.ensemble_rmsf, sep="\t"),
+                                 "curve": pd.read_csv(smk.input.ensemble_curve, sep="\t")}
+        models["refine_gmm"]["gmm"] = entry
     if not models:
         log.info("dataset has no model: the report shows the map only")
     render_dataset_report(
