@@ -39,7 +39,7 @@ CRAMBIN = CHAINS / "1crn_A.pdb.gz"
 WORKFLOW_FILES = ("Snakefile", "config", "workflow", "envs", "containers", "profiles")
 RESOLUTION_A = 5.0
 SHIFT_A = np.array([1.5, 0.0, 0.0])
-COLUMNS = ("id", "map", "resolution_A", "sequence", "model", "reference")
+COLUMNS = ("id", "map", "resolution_A", "sequence", "model", "reference", "component_maps")
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -114,7 +114,7 @@ def crambin():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, crambin):
     """The workflow run on the three good datasets (once per module)."""
-    from emforge.maps import write_map
+    from emforge.maps import crop, write_map
     from emforge.models import write_model
     from emforge.simulate import simulate_map
 
@@ -124,10 +124,19 @@ def run(tmp_path_factory, crambin):
     shutil.copy2(CRAMBIN, data / "1crn_A.pdb.gz")
     write_model(data / "1crn_A_moved.cif", crambin.with_coords(crambin.coords + SHIFT_A))
     write_map(data / "1crn_A_given.mrc", simulate_map(crambin, None, RESOLUTION_A, voxel_size_A=2.0))
+    # two overlapping component maps of crambin, each sharp for one half of the chain
+    full = simulate_map(crambin, None, RESOLUTION_A, voxel_size_A=1.5)
+    half = crambin.res_seq <= 23
+    nx = full.shape[2]
+    for k, sharp in enumerate((half, ~half), start=1):
+        m = simulate_map(crambin, full, RESOLUTION_A, sigma_A=np.where(sharp, 1.0, 2.2))
+        start = 0 if k == 1 else nx - int(0.7 * nx)
+        write_map(data / f"focus{k}.mrc", crop(m, (start, 0, 0), (int(0.7 * nx), full.shape[1], full.shape[0])))
     (data / "1crn_A.fasta").write_text(">1crn_A\n" + crambin.sequences()["A"] + "\n", encoding="utf-8")
     write_datasets(work / "test_datasets.tsv", [
         {"id": "crn_self", "resolution_A": RESOLUTION_A, "sequence": "data/1crn_A.fasta",
-         "model": "data/1crn_A.pdb.gz", "reference": "data/1crn_A.pdb.gz"},
+         "model": "data/1crn_A.pdb.gz", "reference": "data/1crn_A.pdb.gz",
+         "component_maps": "data/focus1.mrc;data/focus2.mrc"},
         {"id": "crn_moved", "resolution_A": RESOLUTION_A, "model": "data/1crn_A_moved.cif",
          "reference": "data/1crn_A.pdb.gz"},
         {"id": "crn_map", "map": "data/1crn_A_given.mrc", "resolution_A": RESOLUTION_A},
@@ -146,7 +155,9 @@ def test_all_outputs_exist(run):
     work, _ = run
     expected = (outputs_of("crn_self", True, True) + outputs_of("crn_moved", True, True)
                 + outputs_of("crn_map", False, False)
-                + ["results/summary.tsv", "results/summary.html", "logs/summary.log"])
+                + ["results/summary.tsv", "results/summary.html", "logs/summary.log"]
+                + [f"results/crn_self/composite/{n}" for n in ("composite.mrc", "components.tsv", "provenance.json")]
+                + ["logs/crn_self/composite.log", "benchmarks/crn_self/composite.tsv"])
     missing = [f for f in expected if not (work / f).is_file()]
     assert not missing, f"missing outputs: {missing}"
     assert not (work / "results/crn_map/validate").exists()
@@ -231,6 +242,23 @@ def test_gmm_refinement_and_ensemble(run, crambin):
         read_map(work / "results/crn_moved/prepare/map.mrc"))
     rmsf = pd.read_csv(work / "results/crn_moved/ensemble/rmsf.tsv", sep="\t")
     assert len(rmsf) == crambin.n_residues and (rmsf["rmsf_A"] > 0).all()
+
+
+def test_composite_map(run):
+    """crn_self has two component maps: the composite covers both boxes, names both in its table and
+    the report shows it; datasets without component maps make none."""
+    import pandas as pd
+
+    from emforge.maps import read_map
+
+    work, _ = run
+    comp = read_map(work / "results/crn_self/composite/composite.mrc")
+    parts = [read_map(work / f"data/focus{k}.mrc") for k in (1, 2)]
+    assert comp.shape[2] > max(p.shape[2] for p in parts)  # the union of the two boxes
+    table = pd.read_csv(work / "results/crn_self/composite/components.tsv", sep="\t")
+    assert list(table["map"]) == ["data/focus1.mrc", "data/focus2.mrc"] and table["n_kept"].min() > 0
+    assert "Composite map" in (work / "results/crn_self/report.html").read_text(encoding="utf-8")
+    assert not (work / "results/crn_moved/composite").exists()
 
 
 def test_shifted_model_fits_worse(run):

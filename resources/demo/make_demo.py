@@ -10,6 +10,9 @@ pre-aligned onto 1AKE). Outputs (``--out``, default this folder):
 * ``4ake_A.cif``    starting model: 4AKE chain A, protein atoms, hydrogens stripped
 * ``1ake_A_6A.mrc`` map simulated from 1ake_A.cif at 6 Å (emrefiner kernel, 2 Å voxels, 10 Å margin)
 * ``1ake_A.fasta``  sequence of 1AKE chain A (the residues present in the coordinates)
+* ``1ake_A_focus1.mrc``, ``1ake_A_focus2.mrc``  two overlapping "focused" component maps for the
+  composite step: the same 1AKE map with residues 1-118 at 5 Å and 119-214 at 9 Å (focus1) or the
+  reverse (focus2), each in 70 % of the box along x (from either end) with seeded Gaussian noise
 
 Running it twice gives byte-identical files.
 """
@@ -36,6 +39,11 @@ VOXEL_SIZE_A = 2.0
 MARGIN_A = 10.0
 KERNEL = "emrefiner"
 CHAIN = "A"
+FOCUS_SPLIT_RESIDUE = 118
+FOCUS_RESOLUTIONS_A = (5.0, 9.0)
+FOCUS_BOX_FRACTION = 0.7
+FOCUS_NOISE = 0.03  # of the map's maximum
+FOCUS_SEED = 2024
 
 log = logging.getLogger("make_demo")
 
@@ -48,6 +56,27 @@ def clean_chain(model: AtomModel, chain: str) -> AtomModel:
 def fasta(name: str, sequence: str, width: int = 60) -> str:
     lines = [sequence[i:i + width] for i in range(0, len(sequence), width)]
     return f">{name}\n" + "\n".join(lines) + "\n"
+
+
+def focus_maps(reference: AtomModel, full):
+    """Two component maps: each resolves one part of the protein well, covers 70 % of the box."""
+    from emforge.maps import crop
+    from emforge.simulate import kernel_parameters
+
+    first = reference.res_seq <= FOCUS_SPLIT_RESIDUE
+    rng = np.random.default_rng(FOCUS_SEED)
+    nx = full.shape[2]
+    width = int(round(FOCUS_BOX_FRACTION * nx))
+    maps = []
+    for k, sharp in enumerate((first, ~first)):
+        sigma = np.where(sharp, kernel_parameters(reference, FOCUS_RESOLUTIONS_A[0], KERNEL)[1],
+                         kernel_parameters(reference, FOCUS_RESOLUTIONS_A[1], KERNEL)[1])
+        m = simulate_map(reference, full, RESOLUTION_A, kernel=KERNEL, sigma_A=sigma)
+        noise = rng.normal(scale=FOCUS_NOISE * float(m.data.max()), size=m.shape).astype(np.float32)
+        m = m.with_data(m.data + noise)
+        start = 0 if k == 0 else nx - width
+        maps.append(crop(m, (start, 0, 0), (width, full.shape[1], full.shape[0])))
+    return maps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     write_map(out / "1ake_A_6A.mrc", density_map,
               label=f"emforge {KERNEL} {RESOLUTION_A:g} A from PDB 1AKE chain A")
     write_text_atomic(out / "1ake_A.fasta", fasta("1AKE_A adenylate kinase (E. coli)", sequence))
-    for name in ("1ake_A.cif", "4ake_A.cif", "1ake_A_6A.mrc", "1ake_A.fasta"):
+    for k, focus in enumerate(focus_maps(reference, density_map), start=1):
+        write_map(out / f"1ake_A_focus{k}.mrc", focus, label=f"emforge focused component {k} of PDB 1AKE chain A")
+    for name in ("1ake_A.cif", "4ake_A.cif", "1ake_A_6A.mrc", "1ake_A.fasta", "1ake_A_focus1.mrc",
+                 "1ake_A_focus2.mrc"):
         log.info("wrote %s (%d bytes)", out / name, (out / name).stat().st_size)
     return 0
 

@@ -493,7 +493,8 @@ def _meta_line(label: str, value: str) -> str:
 
 def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_stats: Mapping, *,
                          density_map: DensityMap | None = None, histogram_bins: int = 80,
-                         n_worst_residues: int = 10, title: str | None = None) -> str:
+                         n_worst_residues: int = 10, title: str | None = None,
+                         composite: pd.DataFrame | None = None) -> str:
     """The HTML text of a dataset's report (see :func:`render_dataset_report`)."""
     heading = title or f"emforge report: {dataset_id}"
     models = models or {}
@@ -518,12 +519,30 @@ def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_sta
         ) if map_stats.get(key) is not None}
         png = plot_map_histogram(density_map.data, contours, histogram_bins)
         parts.append(_img(png, "histogram of map values with contour estimates", "plot-map-histogram"))
+    if composite is not None and len(composite):
+        parts.append("<h2>Composite map</h2>")
+        parts.append('<p class="meta">component maps merged by mixture responsibilities (paper 001, Eq. 11-13): '
+                     "each atom counts in the component that resolves it best</p>")
+        parts.append(_composite_table(composite))
     return _page(heading, parts)
+
+
+def _composite_table(table: pd.DataFrame) -> str:
+    columns = [c for c in ("component", "map", "n_atoms", "n_kept", "scale", "background", "mean_b_A2")
+               if c in table.columns]
+    header = "<tr>" + "".join(f"<th>{_esc(c)}</th>" for c in columns) + "</tr>"
+    lines = []
+    for i, row in enumerate(table.to_dict("records")):
+        cells = "".join(f"<td>{_esc(row[c])}</td>" if c == "map" else _value_cell(f"composite.{i}.{c}", row[c])
+                        for c in columns)
+        lines.append(f"<tr>{cells}</tr>")
+    return f'<table class="poses">{header}\n' + "\n".join(lines) + "\n</table>"
 
 
 def render_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_stats: Mapping,
                           out_html: str | os.PathLike, *, density_map: DensityMap | None = None,
-                          histogram_bins: int = 80, n_worst_residues: int = 10, title: str | None = None) -> Path:
+                          histogram_bins: int = 80, n_worst_residues: int = 10, title: str | None = None,
+                          composite: pd.DataFrame | None = None) -> Path:
     """Write a self-contained HTML report for one dataset, atomically.
 
     Parameters
@@ -543,9 +562,12 @@ def render_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_st
         The prepared map, for the histogram of map values (skipped when ``None``).
     histogram_bins, n_worst_residues
         Histogram bins; rows of the lowest-local-CC table.
+    composite
+        The composite step's component table (datasets with component maps).
     """
     text = build_dataset_report(dataset_id, models, map_stats, density_map=density_map,
-                                histogram_bins=histogram_bins, n_worst_residues=n_worst_residues, title=title)
+                                histogram_bins=histogram_bins, n_worst_residues=n_worst_residues, title=title,
+                                composite=composite)
     write_text_atomic(out_html, text)
     log.info("report for %s written to %s", dataset_id, out_html)
     return Path(out_html)

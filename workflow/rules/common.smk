@@ -56,9 +56,20 @@ def load_datasets(path):
     text_columns = [c for c in table.columns if c != "resolution_A"]
     table[text_columns] = table[text_columns].fillna("")
     table["resolution_A"] = table["resolution_A"].astype(float)
+    if "component_maps" not in table.columns:
+        table["component_maps"] = ""
+    table["component_maps"] = table["component_maps"].fillna("")
     for row in table.itertuples(index=False):
-        for column in DATASET_PATH_COLUMNS:
-            file = getattr(row, column)
+        components = [c.strip() for c in row.component_maps.split(";") if c.strip()]
+        if len(components) == 1:
+            raise WorkflowError(
+                f"dataset '{row.id}': component_maps names one map; a composite needs two or more (separate with ;)"
+            )
+        if components and not row.model:
+            raise WorkflowError(f"dataset '{row.id}': component_maps need a model to weight them by")
+        for column, file in [(c, getattr(row, c)) for c in DATASET_PATH_COLUMNS] + [
+            ("component_maps", c) for c in components
+        ]:
             if file and not Path(file).is_file():
                 raise WorkflowError(
                     f"dataset '{row.id}': {column} file '{file}' does not exist "
@@ -192,6 +203,32 @@ def get_refine_summary(wildcards):
     folder = f"results/{wildcards.dataset}/refine_emrefiner"
     return {"refine_emrefiner_summary": f"{folder}/summary.json",
             "refine_emrefiner_trajectory": f"{folder}/trajectory.tsv"}
+
+
+def component_maps(dataset_id):
+    """The dataset's aligned component maps (empty: no composite)."""
+    cell = DATASETS.loc[dataset_id, "component_maps"]
+    return [c.strip() for c in cell.split(";") if c.strip()]
+
+
+def get_component_maps(wildcards):
+    return component_maps(wildcards.dataset)
+
+
+def get_final_model(wildcards):
+    """The last model the pipeline made for a dataset (the composite's consensus model)."""
+    steps = model_steps(wildcards.dataset)
+    if not steps:
+        raise WorkflowError(f"dataset '{wildcards.dataset}' has no model for its composite map")
+    step = steps[-1]
+    return dataset(wildcards)["model"] if step == "input" else MODEL_OUTPUTS[step].format(dataset=wildcards.dataset)
+
+
+def get_composite(wildcards):
+    """The composite's component table, for the report (datasets with component maps)."""
+    if not (config["composite"]["enabled"] and component_maps(wildcards.dataset)):
+        return {}
+    return {"composite_components": f"results/{wildcards.dataset}/composite/components.tsv"}
 
 
 def get_gmm_summary(wildcards):

@@ -72,3 +72,36 @@ rule ensemble:
         REFINE_CONTAINER
     script:
         "../scripts/ensemble.py"
+
+
+rule composite:
+    input:
+        maps=get_component_maps,
+        model=get_final_model,
+    output:
+        map="results/{dataset}/composite/composite.mrc",
+        components=report(
+            "results/{dataset}/composite/components.tsv",
+            caption="../report/composite.rst",
+            category="Maps",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "composite components"},
+        ),
+        provenance="results/{dataset}/composite/provenance.json",
+    params:
+        composite=config["composite"],
+        resolution_A=get_resolution,
+    log:
+        "logs/{dataset}/composite.log",
+    benchmark:
+        "benchmarks/{dataset}/composite.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/refine.yaml"
+    container:
+        REFINE_CONTAINER
+    script:
+        "../scripts/composite.py"

@@ -7,6 +7,7 @@ rule report:
         unpack(get_fit_summary),
         unpack(get_refine_summary),
         unpack(get_gmm_summary),
+        unpack(get_composite),
         map="results/{dataset}/prepare/map.mrc",
         map_stats="results/{dataset}/prepare/map_stats.json",
     output:

@@ -41,10 +41,15 @@ with rule_log(smk.log[0], "report", smk.threads) as log:
                                  "rmsf": pd.read_csv(smk.input.ensemble_rmsf, sep="\t"),
                                  "curve": pd.read_csv(smk.input.ensemble_curve, sep="\t")}
         models["refine_gmm"]["gmm"] = entry
+    composite = None
+    if "composite_components" in smk.input.keys():
+        import pandas as pd
+
+        composite = pd.read_csv(smk.input.composite_components, sep="\t")
     if not models:
         log.info("dataset has no model: the report shows the map only")
     render_dataset_report(
         smk.wildcards.dataset, models, read_json(smk.input.map_stats), smk.output.html,
         density_map=read_map(smk.input.map), histogram_bins=settings["histogram_bins"],
-        n_worst_residues=settings["n_worst_residues"])
+        n_worst_residues=settings["n_worst_residues"], composite=composite)
     log.info("wrote %s with %d model(s)", smk.output.html, len(models))
