@@ -62,7 +62,7 @@ SEPARATION_K_KJ_PER_MOL_A2 = 100.0
 CLASH_CHECK_OVERLAP_A = 0.35
 #: :func:`remove_clashes`: each clashing pair is pushed to this much below the clash overlap
 CLASH_MARGIN_A = 0.15
-CLASH_MAX_ROUNDS = 3
+CLASH_MAX_ROUNDS = 5
 #: pdbfixer places missing atoms by superposing a template on the present ones: it needs 3
 MIN_HEAVY_ATOMS_PER_RESIDUE = 3
 #: OpenMM integrators take 32-bit signed seeds; larger emforge seeds are reduced modulo this
@@ -501,9 +501,11 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
     min_distances
         Optional (i, j, d_min_A): (P,) input atom indices (protein heavy atoms) and (P,) Å; each
         pair is pushed apart by E = k (d_min - r)^2 while r < d_min, with
-        k = :data:`SEPARATION_K_KJ_PER_MOL_A2` (see :func:`remove_clashes`). Pairs with an atom
-        the force field does not model (hydrogens, ligands, replaced residues) are ignored, with
-        a warning.
+        k = :data:`SEPARATION_K_KJ_PER_MOL_A2` (see :func:`remove_clashes`). Or a DataFrame with
+        columns i, j, d_min_A and, optionally, name_i, name_j, d_min_named_A: atoms of those
+        names in the residues of i and j (e.g. hydrogens, which the input lacks) take the pair's
+        place, at d_min_named_A, where the force field has them. Pairs with an atom the force
+        field does not model (ligands, replaced residues) are ignored, with a warning.
 
     Returns
     -------
@@ -545,7 +547,7 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
         add_position_restraints(system, comp.positions_A, top_idx, k, force_group=RESTRAINT_FORCE_GROUP)
     n_sep = 0
     if min_distances is not None:
-        n_sep = _add_separations(system, comp, len(model), *min_distances)
+        n_sep = _add_separations(system, comp, model, min_distances)
     integrator = mm.VerletIntegrator(0.001)
     context = mm.Context(system, integrator, platform)
     context.setPositions(comp.positions_A * NM_PER_A)
@@ -584,19 +586,35 @@ def relax(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAULT_RESTRA
     return relaxed, report
 
 
-def _add_separations(system, comp: Completed, n_input: int, i, j, d_min_A) -> int:
-    """Add the flat-bottom pair repulsions of :func:`relax` (input atom indices) to ``system``."""
+def _add_separations(system, comp: Completed, model: AtomModel, spec) -> int:
+    """Add the flat-bottom pair repulsions of :func:`relax` to ``system``; returns the pairs added."""
     mm = _openmm()
-    i = np.asarray(i, dtype=np.int64).ravel()
-    j = np.asarray(j, dtype=np.int64).ravel()
-    d = np.asarray(d_min_A, dtype=np.float64).ravel()
-    if not len(i) == len(j) == len(d):
-        raise InputError(f"min_distances: {len(i)}, {len(j)} and {len(d)} entries; need one i, j and d_min per pair")
+    n_input = len(model)
+    if isinstance(spec, pd.DataFrame):
+        table = spec
+    else:
+        i, j, d = (np.asarray(v).ravel() for v in spec)
+        if not len(i) == len(j) == len(d):
+            raise InputError(f"min_distances: {len(i)}, {len(j)} and {len(d)} entries; "
+                             "need one i, j and d_min per pair")
+        table = pd.DataFrame({"i": i, "j": j, "d_min_A": d})
+    i = table["i"].to_numpy(np.int64)
+    j = table["j"].to_numpy(np.int64)
+    d = table["d_min_A"].to_numpy(np.float64)
     if len(i) and (min(i.min(), j.min()) < 0 or max(i.max(), j.max()) >= n_input):
         raise InputError(f"min_distances: atom indices must lie in [0, {n_input})")
     if not np.isfinite(d).all() or (d <= 0).any():
         raise InputError("min_distances: every d_min must be a positive distance in Å")
-    ti, tj = comp.input_index[i], comp.input_index[j]
+    ti, tj = comp.input_index[i].copy(), comp.input_index[j].copy()
+    if {"name_i", "name_j", "d_min_named_A"} <= set(table.columns):
+        # named atoms of the parents' residues (hydrogens the force field carries): use them when present
+        rows = residue_rows(model)
+        where = {(int(comp.residue_row[t]), a.name): t for t, a in enumerate(comp.topology.atoms())}
+        ni = np.array([where.get((int(rows[a]), str(n)), -1) for a, n in zip(i, table["name_i"])], dtype=np.int64)
+        nj = np.array([where.get((int(rows[b]), str(n)), -1) for b, n in zip(j, table["name_j"])], dtype=np.int64)
+        named = (ni >= 0) & (nj >= 0)
+        ti[named], tj[named] = ni[named], nj[named]
+        d = np.where(named, table["d_min_named_A"].to_numpy(np.float64), d)
     modelled = (ti >= 0) & (tj >= 0) & (ti != tj)
     if not modelled.all():
         log.warning("min_distances: %d pair(s) involve atoms the force field does not model (hydrogens, "
@@ -612,25 +630,48 @@ def _add_separations(system, comp: Completed, n_input: int, i, j, d_min_A) -> in
     return len(ti)
 
 
-def clash_heavy_pairs(model: AtomModel, overlap_A: float = CLASH_CHECK_OVERLAP_A) -> pd.DataFrame:
+def clash_heavy_pairs(model: AtomModel, overlap_A: float = CLASH_CHECK_OVERLAP_A,
+                      hydrogens: AtomModel | None = None) -> pd.DataFrame:
     """The serious clashes of ``model`` (riding hydrogens, as MolProbity) mapped to heavy atoms.
 
     Returns one row per clash: i, j (indices into ``model.without_hydrogens()``; a hydrogen is
-    replaced by its parent, the nearest heavy atom), overlap_A, label_1, label_2 (the clashing atoms).
+    replaced by its parent, the nearest heavy atom), name_i, name_j, d_A, overlap_A, label_1,
+    label_2. With ``hydrogens`` (the same model carrying the force field's hydrogens, as
+    :func:`relax` returns with ``keep_hydrogens``), a clashing riding hydrogen is named after the
+    force-field hydrogen of its residue nearest to it (within 0.6 Å; names of prochiral pairs such
+    as HA2/HA3 need not agree between conventions), name "" when there is none, and d_A is the
+    distance of the two named atoms there; without, names are the riding hydrogens' own.
     """
     from scipy.spatial import cKDTree
 
     from emforge.geometry.clashes import clash_pairs
     from emforge.geometry.hydrogens import add_riding_hydrogens
 
-    with_h = add_riding_hydrogens(model)
+    with_h = add_riding_hydrogens(model.without_hydrogens())
     pairs = clash_pairs(with_h, overlap_A=overlap_A)
     heavy = np.flatnonzero(~with_h.is_hydrogen())
     rank = np.full(len(with_h), -1)
     rank[heavy] = np.arange(len(heavy))
     _, near = cKDTree(with_h.coords[heavy]).query(with_h.coords)
     parent = np.where(rank >= 0, rank, near)
-    return pd.DataFrame({"i": parent[pairs["atom_1"].to_numpy(int)], "j": parent[pairs["atom_2"].to_numpy(int)],
+    a, b = pairs["atom_1"].to_numpy(int), pairs["atom_2"].to_numpy(int)
+    names = with_h.atom_name.astype(object).copy()
+    xyz = with_h.coords.copy()
+    if hydrogens is not None and len(pairs):
+        ff_h = np.flatnonzero(hydrogens.is_hydrogen())
+        is_h = with_h.is_hydrogen()
+        if len(ff_h):
+            dist, k = cKDTree(hydrogens.coords[ff_h]).query(with_h.coords[is_h])
+            hit = ff_h[k]
+            same = ((hydrogens.chain_id[hit] == with_h.chain_id[is_h])
+                    & (hydrogens.res_seq[hit] == with_h.res_seq[is_h])
+                    & (hydrogens.ins_code[hit] == with_h.ins_code[is_h]) & (dist < 0.6))
+            names[is_h] = np.where(same, hydrogens.atom_name[hit], "")
+            xyz[np.flatnonzero(is_h)[same]] = hydrogens.coords[hit[same]]
+        else:
+            names[with_h.is_hydrogen()] = ""
+    return pd.DataFrame({"i": parent[a], "j": parent[b], "name_i": names[a], "name_j": names[b],
+                         "d_A": np.linalg.norm(xyz[a] - xyz[b], axis=1),
                          "overlap_A": pairs["overlap_A"].to_numpy(float),
                          "label_1": pairs["label_1"], "label_2": pairs["label_2"]})
 
@@ -644,38 +685,48 @@ def remove_clashes(model: AtomModel, *, restraint_k_kj_per_mol_A2: float = DEFAU
     hydrogens) calls clashes: e.g. an aromatic CE1 0.43 Å into a glycine HA2 stays after
     minimisation with restraints of k = 10, 2 or 0.5 kJ/mol/Å^2. So after the first minimisation
     each remaining clash (overlap >= ``overlap_A``) becomes a flat-bottom repulsion between the two
-    heavy atoms involved (a hydrogen is represented by its parent), asking for their present
-    distance plus the overlap beyond ``overlap_A`` - :data:`CLASH_MARGIN_A`, and the model is minimised
-    again, restrained to its positions; up to ``max_rounds`` such rounds, keeping earlier pairs.
+    atoms involved, asking for their present distance (riding hydrogens) plus the overlap beyond
+    ``overlap_A`` - :data:`CLASH_MARGIN_A`; a hydrogen is the force field's hydrogen of that name in
+    its residue, or its parent heavy atom when the force field has no such hydrogen (e.g. another
+    histidine tautomer). Pushing parents alone cannot separate, say, the HA of residue i from a HA2
+    of residue i+1 (their C-alpha distance is fixed by the peptide). The model is minimised again,
+    restrained to its positions; up to ``max_rounds`` such rounds, keeping earlier pairs.
 
     Returns the model (heavy atoms, as :func:`relax`) and one :func:`relax` report per round, each
     with ``serious_clashes`` (count after the round) and ``clashes`` (labels and overlaps).
     """
+    relax_kwargs = {**relax_kwargs, "keep_hydrogens": True}
     out, report = relax(model, restraint_k_kj_per_mol_A2=restraint_k_kj_per_mol_A2, seed=seed, **relax_kwargs)
     rounds = [report]
-    wanted: dict[tuple[int, int], float] = {}
+    wanted: dict[tuple, tuple[float, float]] = {}  # (i, name_i, j, name_j) -> (d_min parents, d_min named atoms)
     for r in range(int(max_rounds) + 1):
         heavy = out.without_hydrogens()
-        clashes = clash_heavy_pairs(heavy, overlap_A)
+        clashes = clash_heavy_pairs(heavy, overlap_A, hydrogens=out)
         report["serious_clashes"] = len(clashes)
         report["clashes"] = [f"{a} - {b} {ov:.2f} Å" for a, b, ov in
                              zip(clashes["label_1"], clashes["label_2"], clashes["overlap_A"])]
         if not len(clashes) or r == max_rounds:
             break
         ii, jj = clashes["i"].to_numpy(int), clashes["j"].to_numpy(int)
-        d = np.linalg.norm(heavy.coords[ii] - heavy.coords[jj], axis=1)
+        d_parent = np.linalg.norm(heavy.coords[ii] - heavy.coords[jj], axis=1)
         push = clashes["overlap_A"].to_numpy(float) - (overlap_A - CLASH_MARGIN_A)
-        for a, b, dm in zip(ii.tolist(), jj.tolist(), (d + push).tolist()):
-            if a != b:
-                key = (min(a, b), max(a, b))
-                wanted[key] = max(wanted.get(key, 0.0), dm)
-        log.info("%d clashes after minimisation round %d: pushing %d heavy-atom pairs apart", len(clashes), r + 1,
+        for a, na, b, nb, dp, dn, p in zip(ii.tolist(), clashes["name_i"], jj.tolist(), clashes["name_j"],
+                                          d_parent.tolist(), clashes["d_A"].tolist(), push.tolist()):
+            if a == b:
+                continue
+            key = (a, str(na), b, str(nb)) if a < b else (b, str(nb), a, str(na))
+            old = wanted.get(key, (0.0, 0.0))
+            wanted[key] = (max(old[0], dp + p), max(old[1], dn + p))
+        log.info("%d clashes after minimisation round %d: pushing %d atom pairs apart", len(clashes), r + 1,
                  len(wanted))
-        keys = np.array(list(wanted), dtype=np.int64).reshape(-1, 2)
+        keys = list(wanted)
+        table = pd.DataFrame({"i": [k[0] for k in keys], "name_i": [k[1] for k in keys], "j": [k[2] for k in keys],
+                              "name_j": [k[3] for k in keys], "d_min_A": [wanted[k][0] for k in keys],
+                              "d_min_named_A": [wanted[k][1] for k in keys]})
         out, report = relax(heavy, restraint_k_kj_per_mol_A2=restraint_k_kj_per_mol_A2, seed=seed,
-                            min_distances=(keys[:, 0], keys[:, 1], np.array(list(wanted.values()))), **relax_kwargs)
+                            min_distances=table, **relax_kwargs)
         rounds.append(report)
-    return out, rounds
+    return out.without_hydrogens(), rounds
 
 
 def _IterationCounter(mm):
