@@ -424,25 +424,25 @@ RUNNERS = {"emforge": run_emforge, "servalcat": run_servalcat, "coot": run_coot}
 
 # -- checkpoint --------------------------------------------------------------------------------
 
-def read_checkpoint(path: Path, seed: int) -> dict:
-    """Finished rows of an earlier run with the same seed, by (case, start, method)."""
+def read_checkpoint(path: Path, seed: int, key: tuple[str, ...] = ("case", "start", "method")) -> dict:
+    """Finished rows of an earlier run with the same seed, by their ``key`` columns."""
     if not path.exists():
         return {}
     with open(path, newline="") as fh:
-        return {(r["case"], r["start"], r["method"]): r for r in csv.DictReader(fh, delimiter="\t")
+        return {tuple(r[k] for k in key): r for r in csv.DictReader(fh, delimiter="\t")
                 if r.get("seed") == str(seed)}
 
 
-def write_checkpoint(path: Path, rows: dict) -> None:
+def write_checkpoint(path: Path, rows: dict, fields: list[str] = FIELDS) -> None:
     import io
 
     from emforge.atomic import write_text_atomic
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, FIELDS, delimiter="\t", lineterminator="\n", extrasaction="ignore")
+    w = csv.DictWriter(buf, fields, delimiter="\t", lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows.values():
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS})
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     write_text_atomic(path, buf.getvalue())
 
 

@@ -31,7 +31,6 @@ Run with the peer venv: ``.venv-bench/bin/python benchmarks/refine_gmm.py --seed
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import math
 import sys
@@ -161,27 +160,6 @@ def ensemble_of(model, case, args) -> dict:
             "ens_single_ccc": e.summary["single_model_ccc"], "ens_time_s": time.perf_counter() - t0}
 
 
-def read_checkpoint(path: Path, seed: int) -> dict:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {(r["set"], r["case"], r["method"]): r for r in csv.DictReader(fh, delimiter="\t")
-                if r.get("seed") == str(seed)}
-
-
-def write_checkpoint(path: Path, rows: dict) -> None:
-    import io
-
-    from emforge.atomic import write_text_atomic
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, FIELDS, delimiter="\t", lineterminator="\n", extrasaction="ignore")
-    w.writeheader()
-    for r in rows.values():
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS})
-    write_text_atomic(path, buf.getvalue())
-
-
 def num(row: dict | None, key: str) -> float:
     if not row:
         return math.nan
@@ -296,7 +274,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     ckpt = args.out.with_suffix(".tsv")
-    rows = read_checkpoint(ckpt, args.seed)
+    rows = ref.read_checkpoint(ckpt, args.seed, key=("set", "case", "method"))
     load0 = load_average()
     cases = []
     if "experimental" in args.sets:
@@ -334,7 +312,7 @@ def main(argv=None) -> int:
                 traceback.print_exc()
                 row.update(status="failed", note=f"{type(e).__name__}: {e}"[:300])
             rows[key] = row
-            write_checkpoint(ckpt, rows)
+            ref.write_checkpoint(ckpt, rows, FIELDS)
             print(f"    {row['status']}: CCC -> {num(row, 'ccc_after'):.3f}, clashes {row.get('clashes_after')}, "
                   f"{num(row, 'time_s'):.0f} s", flush=True)
             write_markdown(args.out, report(args, cases, rows, load0))

@@ -62,6 +62,15 @@ def _write_json(path: str | None, record: dict) -> None:
         write_text_atomic(path, text)
 
 
+def _write_tsv(path: str | None, table, float_format: str = "%.6g") -> None:
+    """Write ``table`` (a DataFrame) as TSV atomically when ``path`` is given."""
+    if path:
+        from emforge.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, sep="\t", index=False, float_format=float_format)
+
+
 def _print_table(record: dict, keys: Sequence[str]) -> None:
     for key in keys:
         value = record.get(key)
@@ -190,7 +199,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from emforge.atomic import atomic_path
     from emforge.fit import fit_model
     from emforge.maps import read_map
     from emforge.models import read_model, write_model
@@ -204,9 +212,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                            angular_step_deg=args.angular_step, n_poses=args.n_poses, seed=args.seed)
         steps.step("fitted")
     write_model(args.output, result.model)
-    if args.poses:
-        with atomic_path(args.poses) as tmp:
-            result.poses.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    _write_tsv(args.poses, result.poses, "%.6g")
     best = result.poses.iloc[0]
     print(f"wrote {args.output}: CC {result.cc:.4f}, z-score {float(best['z_score']):.1f}, "
           f"rotation {result.transform.rotation_deg:.1f} deg, method {args.method}")
@@ -261,7 +267,6 @@ def cmd_bfactors(args: argparse.Namespace) -> int:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from emforge.atomic import atomic_path
     from emforge.maps import read_map, write_map
     from emforge.models import read_model, write_models
     from emforge.refine.ensemble import generate_ensemble
@@ -281,12 +286,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         raise _with_path(exc, args.model) from None
     write_models(args.output, result.members)
     write_map(args.map_out, result.map)
-    if args.rmsf:
-        with atomic_path(args.rmsf) as tmp:
-            result.rmsf.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    if args.curve:
-        with atomic_path(args.curve) as tmp:
-            result.curve.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+    _write_tsv(args.rmsf, result.rmsf, "%.4f")
+    _write_tsv(args.curve, result.curve, "%.6f")
     if args.summary:
         _write_json(args.summary, result.summary)
     s = result.summary
@@ -308,12 +309,7 @@ def cmd_composite(args: argparse.Namespace) -> int:
     models = read_model(args.model) if args.model else [read_model(path) for path in args.models]
     result = composite_map(maps, models, resolution_A=args.resolution, n_iterations=args.iterations)
     write_map(args.output, result.map)
-    if args.table:
-        from emforge.atomic import atomic_path
-
-        table = result.components.assign(map=[str(p) for p in args.maps])
-        with atomic_path(args.table) as tmp:
-            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    _write_tsv(args.table, result.components.assign(map=[str(p) for p in args.maps]))
     kept = ", ".join(f"{p}: {n}" for p, n in zip(args.maps, result.components["n_kept"]))
     print(f"wrote {args.output}: composite of {len(maps)} maps on grid {list(result.map.shape_xyz)}; "
           f"atoms taken from each: {kept}")
@@ -321,7 +317,6 @@ def cmd_composite(args: argparse.Namespace) -> int:
 
 
 def _refine_gmm(args: argparse.Namespace, model, density_map) -> int:
-    from emforge.atomic import atomic_path
     from emforge.models import write_model
     from emforge.refine.reff import refine_gmm
 
@@ -335,9 +330,7 @@ def _refine_gmm(args: argparse.Namespace, model, density_map) -> int:
     except InputError as exc:
         raise _with_path(exc, args.model) from None
     write_model(args.output, result.model)
-    if args.trajectory:
-        with atomic_path(args.trajectory) as tmp:
-            result.trajectory.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    _write_tsv(args.trajectory, result.trajectory, "%.6g")
     if args.summary:
         _write_json(args.summary, result.summary)
     s = result.summary
@@ -349,7 +342,6 @@ def _refine_gmm(args: argparse.Namespace, model, density_map) -> int:
 def cmd_refine(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from emforge.atomic import atomic_path
     from emforge.maps import read_map
     from emforge.models import read_model, write_model
     from emforge.refine.emrefiner.pipeline import fragments_from_table, refine_emrefiner
@@ -391,9 +383,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         for b in bar.values():
             b.close()
     write_model(args.output, result.model)
-    if args.trajectory:
-        with atomic_path(args.trajectory) as tmp:
-            result.trajectory.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    _write_tsv(args.trajectory, result.trajectory, "%.6g")
     if args.summary:
         _write_json(args.summary, result.summary)
     s = result.summary
