@@ -56,6 +56,24 @@ def test_single_blob_recovers_centre_and_width():
     assert mix.background == pytest.approx(0.001, rel=0.3)
 
 
+def test_width_about_present_position_adds_the_offset():
+    """Eq. 7 as printed: an atom held d Å off an isolated blob of width s gets sigma^2 = s^2 + d^2 / 3,
+    the blob's spread about the atom's position (the textbook M step, about the new mean, recovers s
+    when positions move too: test_single_blob_recovers_centre_and_width)."""
+    centre, sigma = np.array([16.0, 16.0, 16.0]), 1.2
+    density = _blob_map([centre], [sigma], [60.0], 1e-6)
+    off = centre + np.array([0.9, -0.6, 0.3])
+    d2 = float(np.sum((off - centre) ** 2))
+    mix = gmm.Mixture(off[None, :].copy(), np.array([1.0]), np.array([6.0]), np.array([0]))
+    mix.scale, mix.background = gmm.initial_scale_background(mix, density)
+    for _ in range(80):  # positions held: only widths, scale and background move
+        step = gmm.em_step(mix, density, width_about="position")
+        mix.sigma_A, mix.background, mix.scale = step.sigma_A, step.background, step.scale
+    assert mix.sigma_A[0] == pytest.approx(np.sqrt(sigma**2 + d2 / 3), rel=0.02)
+    with pytest.raises(InputError, match="width_about"):
+        gmm.em_step(mix, density, width_about="mean")
+
+
 def test_two_overlapping_blobs_split_responsibility_by_amplitude():
     c1, c2 = np.array([15.0, 16.0, 16.0]), np.array([16.5, 16.0, 16.0])  # 1.5 Å apart, sigma 1 Å
     density = _blob_map([c1, c2], [1.0, 1.0], [12.0, 16.0], 0.0001)

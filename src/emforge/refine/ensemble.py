@@ -35,6 +35,7 @@ from emforge.maps import DensityMap
 from emforge.masks import model_mask
 from emforge.models import AtomModel
 from emforge.refine import gmm
+from emforge.refine.reff import prepare_protein
 from emforge.scores import default_mask_radius_A, pearson_cc
 from emforge.simulate import GMM_SIGMA_PER_RESOLUTION, simulate_map
 
@@ -87,7 +88,8 @@ def generate_ensemble(model: AtomModel, density: DensityMap, resolution_A: float
                       max_members: int = DEFAULT_MAX_MEMBERS, k_ens: float = DEFAULT_K_ENS,
                       k_dens: float = DEFAULT_K_DENS, md_steps: int = DEFAULT_MD_STEPS,
                       timestep_fs: float = DEFAULT_TIMESTEP_FS, n_bfactor_iterations: int = gmm.BFACTOR_ITERATIONS,
-                      seed: int = 0, platform=None, progress=None) -> EnsembleResult:
+                      mask: np.ndarray | None = None, seed: int = 0, platform=None,
+                      progress=None) -> EnsembleResult:
     """An ensemble of ``model`` in ``density`` (see module docstring).
 
     Parameters
@@ -102,6 +104,9 @@ def generate_ensemble(model: AtomModel, density: DensityMap, resolution_A: float
         Ensemble (Eq. 14) and density force constants (kJ/mol; the density in map standard deviations).
     md_steps, timestep_fs
         Langevin dynamics per member between the two minimisations (0: minimisation only).
+    mask
+        Voxels of the CCCs (boolean, the map's shape; default: within the resolution's mask radius
+        of ``model``) and of the density term's standard deviation.
     seed
         Displacements, velocities and Langevin noise.
     progress
@@ -116,25 +121,15 @@ def generate_ensemble(model: AtomModel, density: DensityMap, resolution_A: float
         raise InputError(f"an ensemble needs at least {MIN_MEMBERS} members, got max_members={max_members}")
     if not (k_ens >= 0 and k_dens >= 0 and int(md_steps) >= 0 and timestep_fs > 0):
         raise InputError("k_ens, k_dens and md_steps must be >= 0 and timestep_fs > 0")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != density.shape or not mask.any():
+            raise InputError(f"mask must be a non-empty boolean array of the map's shape {density.shape}")
     t0 = time.perf_counter()
-    if isinstance(platform, str) or platform is None:
-        platform = md.select_platform(platform)
-    prot = model.protein().without_hydrogens()
-    if len(prot) == 0:
-        raise InputError("model holds no protein atoms")
+    sp = prepare_protein(model, seed=seed, platform=platform)
+    prot, comp, heavy_top, heavy_model, platform = sp.prot, sp.comp, sp.heavy_top, sp.heavy_model, sp.platform
     widths = gmm.refine_bfactors(prot, density, resolution_A, n_iterations=n_bfactor_iterations)
-    comp = md.complete_model(prot, seed=seed, platform=platform)
-    atoms = list(comp.topology.atoms())
-    is_h = np.array([a.element is not None and a.element.symbol == "H" for a in atoms])
-    heavy_top = np.flatnonzero(~is_h)
-    # widths per topology heavy atom: from the input atom, or its residue's mean for added atoms
-    sigma_in = gmm.b_to_sigma(widths.model.b_factor)
-    sig_top = np.full(len(atoms), np.nan)
-    mapped = comp.input_index >= 0
-    sig_top[comp.input_index[mapped]] = sigma_in[mapped]
-    res_mean = pd.Series(sig_top[heavy_top]).groupby(comp.residue_row[heavy_top]).transform("mean").to_numpy()
-    sigma = np.where(np.isfinite(sig_top[heavy_top]), sig_top[heavy_top], res_mean)
-    sigma = np.where(np.isfinite(sigma), sigma, GMM_SIGMA_PER_RESOLUTION * float(resolution_A))
+    sigma = sp.topology_widths(gmm.b_to_sigma(widths.model.b_factor), GMM_SIGMA_PER_RESOLUTION * float(resolution_A))
     step_sd = sampling_sigma_A(sigma)
     b_shift = math.sqrt(2.0) * step_sd  # B' (Å)
 
@@ -146,8 +141,8 @@ def generate_ensemble(model: AtomModel, density: DensityMap, resolution_A: float
     for k, i in enumerate(heavy_top.tolist()):
         ens.addParticle(i, [float(amp[k]), *(comp.positions_A[i] * md.NM_PER_A).tolist(), float(b_shift[k] ** 3)])
     system.addForce(ens)
-    heavy_model = _topology_heavy_model(prot, comp, heavy_top)
-    mask = model_mask(heavy_model, density, default_mask_radius_A(float(resolution_A)))
+    if mask is None:
+        mask = model_mask(heavy_model, density, default_mask_radius_A(float(resolution_A)))
     if k_dens > 0:
         system.addForce(_density_force(mm, density, mask, k_dens, heavy_top))
     integrator = mm.LangevinMiddleIntegrator(TEMPERATURE_K * unit.kelvin, 1.0 / unit.picosecond,
@@ -240,12 +235,6 @@ def _density_force(mm, density: DensityMap, mask: np.ndarray, k_dens: float, hea
     for i in heavy_top.tolist():
         force.addBond([i], [])
     return force
-
-
-def _topology_heavy_model(prot: AtomModel, comp, heavy_top: np.ndarray) -> AtomModel:
-    from emforge.refine.reff import _heavy_model
-
-    return _heavy_model(prot, comp, heavy_top)
 
 
 __all__ = ["EnsembleResult", "generate_ensemble", "rmsf_per_residue", "sampling_sigma_A"]

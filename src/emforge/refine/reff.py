@@ -104,8 +104,8 @@ def paper_width_term(sigma_A: np.ndarray) -> np.ndarray:
 def refine_gmm(model: AtomModel, density: DensityMap, resolution_A: float, *, protocol: str | Protocol = "fast",
                k_gmm_kj_per_mol: float = DEFAULT_K_GMM_KJ_PER_MOL,
                n_bfactor_iterations: int = gmm.BFACTOR_ITERATIONS, sigma_max_A: float = gmm.SIGMA_MAX_A,
-               max_iterations: int | None = None, seed: int = 0, platform=None,
-               progress=None) -> GMMRefineResult:
+               max_iterations: int | None = None, width_about: str = gmm.WIDTH_ABOUT, seed: int = 0,
+               platform=None, progress=None) -> GMMRefineResult:
     """Refine ``model`` into ``density`` with TEMPy-ReFF (B-factors first, then positions).
 
     Parameters
@@ -127,6 +127,8 @@ def refine_gmm(model: AtomModel, density: DensityMap, resolution_A: float, *, pr
         Width cap (Å).
     max_iterations
         Overrides the protocol's iteration cap.
+    width_about
+        Eq. 7's spread about the atom's "position" (paper) or its new "target" (:func:`gmm.em_step`).
     seed
         Velocities and Langevin noise ("md"), pdbfixer's placement of added atoms.
     platform
@@ -146,28 +148,15 @@ def refine_gmm(model: AtomModel, density: DensityMap, resolution_A: float, *, pr
         raise InputError(f"k_gmm must be > 0 kJ/mol, got {k_gmm_kj_per_mol!r}")
     n_max = proto.max_iterations if max_iterations is None else int(max_iterations)
     t0 = time.perf_counter()
-    if isinstance(platform, str) or platform is None:
-        platform = md.select_platform(platform)
-
-    prot = model.protein().without_hydrogens()
-    if len(prot) == 0:
-        raise InputError("model holds no protein atoms: nothing to refine")
-    comp = md.complete_model(prot, seed=seed, platform=platform)
-    atoms = list(comp.topology.atoms())
-    is_h = np.array([a.element is not None and a.element.symbol == "H" for a in atoms])
-    heavy_top = np.flatnonzero(~is_h)
-    z = np.array([float(atoms[i].element.atomic_number) for i in heavy_top])
-    mix = gmm.Mixture(comp.positions_A[heavy_top].copy(), np.full(len(heavy_top), 1.0), z,
-                      comp.residue_row[heavy_top].astype(np.int64))
+    sp = prepare_protein(model, seed=seed, platform=platform)
+    prot, comp, heavy_top, heavy_model = sp.prot, sp.comp, sp.heavy_top, sp.heavy_model
     b_in = np.nan_to_num(prot.b_factor, nan=0.0)
     start_sigma = np.sqrt((GMM_SIGMA_PER_RESOLUTION * float(resolution_A)) ** 2 + gmm.b_to_sigma(b_in) ** 2)
-    # input widths where the atom came from the input, the residue's mean for atoms pdbfixer added
-    sig_top = np.full(len(atoms), np.nan)
-    mapped = comp.input_index >= 0
-    sig_top[comp.input_index[mapped]] = start_sigma[mapped]
-    mix.sigma_A = np.where(np.isfinite(sig_top[heavy_top]), sig_top[heavy_top], GMM_SIGMA_PER_RESOLUTION * resolution_A)
+    mix = gmm.Mixture(comp.positions_A[heavy_top].copy(),
+                      sp.topology_widths(start_sigma, GMM_SIGMA_PER_RESOLUTION * float(resolution_A)), sp.z,
+                      comp.residue_row[heavy_top].astype(np.int64))
     t_b = time.perf_counter()
-    b_history = gmm.refine_widths(mix, density, n_bfactor_iterations, sigma_max_A=sigma_max_A)
+    b_history = gmm.refine_widths(mix, density, n_bfactor_iterations, sigma_max_A=sigma_max_A, width_about=width_about)
     t_b = time.perf_counter() - t_b
 
     system = md.build_system(comp.topology, solvent="gbn2", constraints=proto.constraints)
@@ -186,12 +175,11 @@ def refine_gmm(model: AtomModel, density: DensityMap, resolution_A: float, *, pr
         integrator.setRandomNumberSeed(int(seed) % md.OPENMM_SEED_MODULUS)
     else:
         integrator = mm.VerletIntegrator(0.001)
-    context = mm.Context(system, integrator, platform)
+    context = mm.Context(system, integrator, sp.platform)
     context.setPositions(comp.positions_A * md.NM_PER_A)
     if proto.mode == "md":
         context.setVelocitiesToTemperature(TEMPERATURE_K * unit.kelvin, int(seed) % md.OPENMM_SEED_MODULUS)
 
-    heavy_model = _heavy_model(prot, comp, heavy_top)
     mask = model_mask(heavy_model, density, default_mask_radius_A(float(resolution_A)))
     global_sigma = GMM_SIGMA_PER_RESOLUTION * float(resolution_A)
 
@@ -207,7 +195,7 @@ def refine_gmm(model: AtomModel, density: DensityMap, resolution_A: float, *, pr
     for it in range(1, n_max + 1):
         t_it = time.perf_counter()
         mix.coords_A = pos[heavy_top]
-        step = gmm.em_step(mix, density, sigma_max_A=sigma_max_A)
+        step = gmm.em_step(mix, density, sigma_max_A=sigma_max_A, width_about=width_about)
         mix.sigma_A, mix.background, mix.scale = step.sigma_A, step.background, step.scale
         w_nm2 = paper_width_term(mix.sigma_A)
         for k, i in enumerate(heavy_top.tolist()):
@@ -253,12 +241,57 @@ def refine_gmm(model: AtomModel, density: DensityMap, resolution_A: float, *, pr
         "bfactor_cc_end": float(b_history["cc"].iloc[-1]) if len(b_history) else None,
         "mean_b_A2": float(b_top.mean()),
         "heavy_atom_rmsd_A": float(np.sqrt(np.mean(np.sum(moved**2, axis=1)))),
-        "n_atoms_simulated": len(atoms), "platform": platform.getName(),
+        "n_atoms_simulated": comp.topology.getNumAtoms(), "platform": sp.platform.getName(),
         "timings_s": {"bfactors": t_b, "total": time.perf_counter() - t0},
     }
     log.info("TEMPy-ReFF %s: CCC %.4f -> %.4f (best at iteration %d of %d), %.0f s", proto.name, ccc_start,
              ccc_best, it_best, len(rows), summary["timings_s"]["total"])
     return GMMRefineResult(out, trajectory, summary)
+
+
+@dataclass
+class SimulatedProtein:
+    """A protein as the force field sees it: ``prot`` the input's protein heavy atoms, ``comp`` the
+    pdbfixer-completed topology with hydrogens (:func:`emforge.md.complete_model`), ``heavy_top``
+    the topology indices of its heavy atoms, ``heavy_model`` those atoms in topology order (for map
+    simulation), ``z`` their atomic numbers, ``platform`` the OpenMM platform."""
+
+    prot: AtomModel
+    comp: object
+    heavy_top: np.ndarray
+    heavy_model: AtomModel
+    z: np.ndarray
+    platform: object
+
+    def topology_widths(self, sigma_in_A: np.ndarray, fallback_A: float) -> np.ndarray:
+        """Per heavy topology atom the width of its input atom (``sigma_in_A``: (N,) per atom of
+        ``prot``), the mean of its residue's for atoms pdbfixer added, ``fallback_A`` if none."""
+        comp = self.comp
+        sig_top = np.full(comp.topology.getNumAtoms(), np.nan)
+        mapped = comp.input_index >= 0
+        sig_top[comp.input_index[mapped]] = np.asarray(sigma_in_A, dtype=np.float64)[mapped]
+        heavy = sig_top[self.heavy_top]
+        res_mean = pd.Series(heavy).groupby(comp.residue_row[self.heavy_top]).transform("mean").to_numpy()
+        sigma = np.where(np.isfinite(heavy), heavy, res_mean)
+        return np.where(np.isfinite(sigma), sigma, float(fallback_A))
+
+
+def prepare_protein(model: AtomModel, *, seed: int = 0, platform=None) -> SimulatedProtein:
+    """Protein heavy atoms of ``model`` completed for AMBER14 (pdbfixer; ``seed`` places added atoms)
+    on ``platform`` (an OpenMM platform, its name, or None for CUDA > OpenCL > CPU)."""
+    from emforge import md
+
+    if isinstance(platform, str) or platform is None:
+        platform = md.select_platform(platform)
+    prot = model.protein().without_hydrogens()
+    if len(prot) == 0:
+        raise InputError("model holds no protein atoms")
+    comp = md.complete_model(prot, seed=seed, platform=platform)
+    atoms = list(comp.topology.atoms())
+    heavy_top = np.array([i for i, a in enumerate(atoms) if a.element is not None and a.element.symbol != "H"],
+                         dtype=np.int64)
+    z = np.array([float(atoms[i].element.atomic_number) for i in heavy_top])
+    return SimulatedProtein(prot, comp, heavy_top, _heavy_model(prot, comp, heavy_top), z, platform)
 
 
 def _heavy_model(prot: AtomModel, comp, heavy_top: np.ndarray) -> AtomModel:
@@ -275,4 +308,5 @@ def _heavy_model(prot: AtomModel, comp, heavy_top: np.ndarray) -> AtomModel:
                      is_het=prot.is_het[first], residue_index=prot.residue_index[first])
 
 
-__all__ = ["Protocol", "PROTOCOLS", "GMMRefineResult", "refine_gmm", "paper_width_term"]
+__all__ = ["Protocol", "PROTOCOLS", "GMMRefineResult", "SimulatedProtein", "prepare_protein", "refine_gmm",
+           "paper_width_term"]
