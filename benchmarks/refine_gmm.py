@@ -155,7 +155,7 @@ def ensemble_of(model, case, args) -> dict:
 
     t0 = time.perf_counter()
     e = generate_ensemble(model, case.density, case.resolution, max_members=args.ensemble_members, md_steps=0,
-                          seed=0)
+                          mask=case.mask, seed=0)
     return {"ens_members": e.summary["n_members"], "ens_ccc": e.summary["ensemble_ccc"],
             "ens_single_ccc": e.summary["single_model_ccc"], "ens_time_s": time.perf_counter() - t0}
 
@@ -185,7 +185,8 @@ def report(args, cases, rows, load0) -> str:
         load_line(load0),
         "- emforge: `refine_gmm(start, map, R, protocol, seed=0)` (k_gmm 1e4 kJ/mol, 25 B-factor iterations first); "
         f"paper protocol capped at {args.paper_max_iterations} iterations; ensemble: "
-        f"`generate_ensemble(refined, map, R, max_members={args.ensemble_members}, md_steps=0)`",
+        f"`generate_ensemble(refined, map, R, max_members={args.ensemble_members}, md_steps=0, mask=start mask)` "
+        "(ensemble and single-model CCC over the same mask as the CCC columns)",
         "- servalcat / Coot: as in benchmarks/refine_emrefiner.py (10 cycles; 1000 cycles at Coot's map weight)",
         "- CCC: model map (gmm kernel, sigma 0.225 R) vs map over the starting model's mask (the CCC the "
         "refinement stops on); clashes: serious clashes with riding H (`emforge validate`)",

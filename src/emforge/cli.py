@@ -93,6 +93,17 @@ def _positive(value: str) -> float:
         raise argparse.ArgumentTypeError(exc.problem) from None
 
 
+def _count(value: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 # -- verbs --------------------------------------------------------------------------------------
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -392,6 +403,103 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cnn_predict(args: argparse.Namespace) -> int:
+    from emforge.cnn.infer import default_weights_path, predict_probability
+    from emforge.cnn.peaks import peaks_to_model, pick_peaks
+    from emforge.cnn.sequence import sequence_length
+    from emforge.cnn.train import load_weights
+    from emforge.fileformats import check_file_type
+    from emforge.maps import MAP_SUFFIXES, read_map, write_map
+    from emforge.models import MODEL_SUFFIXES, write_model
+
+    # every input and output name is checked before the work starts
+    check_file_type(args.output, MODEL_SUFFIXES, "model")
+    check_file_type(args.prob_map, MAP_SUFFIXES, "map")
+    weights = args.weights or default_weights_path()
+    if args.weights is None and not weights.is_file():
+        raise InputError("no trained C-alpha network at the default path; train one with 'emforge cnn train' "
+                         "and pass its calpha_net.pt with --weights", weights)
+    n_residues = sequence_length(args.sequence) if args.sequence else None
+    net = load_weights(weights)
+    density_map = read_map(args.map)
+    if not float(density_map.data.std()) > 0:
+        raise InputError("map has zero variance (every voxel has the same value)", args.map)
+    if not 1.0 <= args.resolution <= 15.0:
+        log.warning("resolution %.3g Å is outside the 1-15 Å the network was trained for", args.resolution)
+    with _steps(2, "cnn predict") as steps:
+        try:
+            prob = predict_probability(density_map, net, tile_vox=args.tile, device=args.device,
+                                       batch_size=args.batch_size)
+        except InputError as exc:
+            raise _with_path(exc, args.map) from None
+        steps.step("probability predicted")
+        peaks = pick_peaks(prob, n_min=n_residues, threshold=args.threshold, exclusion_A=args.exclusion)
+        steps.step("peaks picked")
+    if len(peaks) == 0:
+        raise InputError(f"no voxel of the predicted C-alpha probability exceeds {args.threshold:g}; "
+                         "give --sequence to pick one peak per residue whatever the probability", args.map)
+    write_map(args.prob_map, prob)
+    try:
+        write_model(args.output, peaks_to_model(peaks.xyz_A, peaks.probability))
+    except BaseException:
+        from pathlib import Path
+
+        Path(args.prob_map).unlink(missing_ok=True)  # no partial output: both files or neither
+        raise
+    wanted = f" for {n_residues} residues" if n_residues else ""
+    print(f"wrote {args.output}: {len(peaks)} C-alpha peaks{wanted} (probability {peaks.probability.min():.2f}-"
+          f"{peaks.probability.max():.2f}), and {args.prob_map}")
+    return 0
+
+
+def cmd_cnn_train(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from emforge.cnn.data import chain_table, load_chains
+    from emforge.cnn.train import checkpoint_paths, load_weights, save_weights, sidecar_path, train
+
+    out = Path(args.out_dir)
+    checkpoints = out / "checkpoints"
+    if checkpoint_paths(checkpoints) and not args.resume:
+        raise InputError("folder holds the checkpoints of an earlier run; pass --resume to continue it "
+                         "or choose a new --out-dir", out)
+    tables = {}
+    for split, limit in (("train", args.max_train_chains), ("validation", args.max_val_chains)):
+        t = chain_table(split, args.manifest)
+        if limit is not None and limit < len(t):
+            t = t.sample(n=limit, random_state=args.seed).sort_index()
+        tables[split] = t
+    if len(tables["train"]) == 0:
+        raise InputError("the training split holds no chains", args.manifest)
+    train_models = load_chains(tables["train"])
+    val_models = load_chains(tables["validation"])
+    log.info("training on %d chains, validating on %d", len(train_models), len(val_models))
+
+    def progress(epoch: int, row: dict) -> None:
+        if not args.quiet:
+            scores = " ".join(f"{k} {v:.3f}" for k, v in row.items() if k.startswith("crscore"))
+            print(f"  epoch {epoch}: train loss {row['train_loss']:.4f}, validation loss {row['val_loss']:.4f}, "
+                  f"{scores} ({row['wall_s']:.0f} s)", file=sys.stderr)
+
+    result = train(train_models, val_models, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                   batch_size=args.batch_size, lr=args.lr, crop_vox=args.crop, seed=args.seed,
+                   resolution_range_A=(args.min_resolution, args.max_resolution),
+                   checkpoint_dir=checkpoints, device=args.device, log_path=out / "train_log.tsv",
+                   network={"in_channels": args.in_channels, "channels": args.channels, "n_blocks": args.blocks},
+                   val_maps_per_band=args.val_maps_per_band, progress=progress)
+    final = out / "calpha_net.pt"
+    if result.best_weights is not None:  # paper 003: the epoch with the best validation CRscore
+        meta = json.loads(sidecar_path(result.best_weights).read_text(encoding="utf-8"))["metadata"]
+        save_weights(load_weights(result.best_weights), final, metadata=meta)
+        what = f"epoch {result.best_epoch} (best mean validation CRscore)"
+    else:
+        save_weights(result.model, final, metadata={"epoch": args.epochs})
+        what = f"epoch {args.epochs} (no validation score)"
+    print(f"wrote {final} from {what}; log {out / 'train_log.tsv'}")
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -566,6 +674,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--out-dir", required=True, help="folder for scores.json, per_residue.csv, plots/")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("cnn", help="C-alpha prediction with a 3D CNN (CR-I-TASSER)",
+                       description="C-alpha positions from a density map with CR-I-TASSER's 3D residual CNN "
+                                   "(paper 003): 'predict' with trained weights, 'train' new weights on maps "
+                                   "simulated from the shared chain set.")
+    cnn = p.add_subparsers(dest="cnn_verb", metavar="ACTION", required=True)
+    q = cnn.add_parser("predict", parents=[common], help="C-alpha model and probability map from a density map",
+                       description="Predict the C-alpha probability of every voxel (tiled, 1.5 Å working grid, "
+                                   "written on the input map's grid) and pick C-alpha peaks greedily with a "
+                                   "3.3 Å exclusion: with --sequence at least L peaks and up to 1.2 L while the "
+                                   "probability exceeds --threshold; without it, every peak above --threshold. "
+                                   "Writes a C-alpha-only model (probability in the B-factor column).")
+    q.add_argument("map")
+    q.add_argument("--resolution", "-r", type=_resolution, required=True, help="map resolution in Å")
+    q.add_argument("--sequence", metavar="FASTA", help="sequence(s) in the map: L = total residues")
+    q.add_argument("--weights", metavar="PT", help="network weights (.pt with its .json sidecar) "
+                                                   "[resources/cnn/calpha_net.pt]")
+    q.add_argument("-o", "--output", required=True, help="C-alpha model (.cif or .pdb)")
+    q.add_argument("--prob-map", required=True, help="C-alpha probability map (.mrc) on the input grid")
+    q.add_argument("--threshold", type=float, default=0.9, help="peak probability threshold [0.9, paper 003]")
+    q.add_argument("--exclusion", type=_positive, default=3.3, help="minimum peak distance in Å [3.3, paper 003]")
+    q.add_argument("--tile", type=_count, default=64, help="tile edge in 1.5 Å voxels (memory) [64]")
+    q.add_argument("--batch-size", type=_count, default=1, help="tiles per forward pass [1]")
+    q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda [auto]")
+    q.set_defaults(func=cmd_cnn_predict)
+
+    q = cnn.add_parser("train", parents=[common], help="train C-alpha network weights",
+                       description="Train the network on maps simulated (paper 003 Eq. 2, B-factor blur, "
+                                   "correlated noise) from the training split of the shared chains, validating "
+                                   "on the clust40-disjoint validation split. Writes OUT/checkpoints/ (every "
+                                   "epoch), OUT/train_log.tsv and OUT/calpha_net.pt (+ .json) from the epoch "
+                                   "with the best validation CRscore.")
+    q.add_argument("--out-dir", required=True, help="folder for checkpoints, log and weights")
+    q.add_argument("--epochs", type=_count, required=True, help="total epochs")
+    q.add_argument("--steps-per-epoch", type=_count, default=100, help="optimiser steps per epoch [100]")
+    q.add_argument("--batch-size", type=_count, default=1, help="crops per step [1, paper 003]")
+    q.add_argument("--lr", type=_positive, default=5e-4, help="Adam learning rate [5e-4, paper 003]")
+    q.add_argument("--crop", type=_count, default=48, help="crop edge in 1.5 Å voxels [48]")
+    q.add_argument("--min-resolution", type=_resolution, default=1.0, help="lowest training resolution Å [1]")
+    q.add_argument("--max-resolution", type=_resolution, default=15.0, help="highest training resolution Å [15]")
+    q.add_argument("--in-channels", type=int, choices=(1, 2), default=2,
+                   help="1: density; 2: density and local standard deviation [2]")
+    q.add_argument("--channels", type=_count, default=32, help="feature channels [32, paper 003]")
+    q.add_argument("--blocks", type=int, default=10, help="residual blocks [10, paper 003]")
+    q.add_argument("--manifest", help="chain manifest TSV [shared data chains/MANIFEST.tsv]")
+    q.add_argument("--max-train-chains", type=_count, help="use a seeded random subset of the training chains")
+    q.add_argument("--max-val-chains", type=_count, help="use a seeded random subset of the validation chains")
+    q.add_argument("--val-maps-per-band", type=_count, default=2, help="validation maps per resolution band [2]")
+    q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda [auto]")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
+    q.set_defaults(func=cmd_cnn_train)
     return parser
 
 
