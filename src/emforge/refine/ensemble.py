@@ -35,7 +35,7 @@ from emforge.maps import DensityMap
 from emforge.masks import model_mask
 from emforge.models import AtomModel
 from emforge.refine import gmm
-from emforge.refine.reff import prepare_protein
+from emforge.refine.reff import NONBONDED_CUTOFF_A, prepare_protein
 from emforge.scores import default_mask_radius_A, pearson_cc
 from emforge.simulate import GMM_SIGMA_PER_RESOLUTION, simulate_map
 
@@ -133,7 +133,7 @@ def generate_ensemble(model: AtomModel, density: DensityMap, resolution_A: float
     step_sd = sampling_sigma_A(sigma)
     b_shift = math.sqrt(2.0) * step_sd  # B' (Å)
 
-    system = md.build_system(comp.topology, solvent="gbn2")
+    system = md.build_system(comp.topology, solvent="gbn2", nonbonded_cutoff_A=NONBONDED_CUTOFF_A)
     ens = mm.CustomExternalForce("a*(1-exp(-((x-x0)^2+(y-y0)^2+(z-z0)^2)/w))")
     for name in ("a", "x0", "y0", "z0", "w"):
         ens.addPerParticleParameter(name)
