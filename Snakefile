@@ -21,6 +21,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/refine.smk"
 include: "workflow/rules/gmm.smk"
+include: "workflow/rules/cnn.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/report.smk"
 

@@ -392,3 +392,75 @@ def test_cli_cnn_train_and_default_weights(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(args[:5] + ["2"] + args[6:] + ["--resume"]) == 0
     assert [e for e, _ in checkpoint_paths(out / "checkpoints")] == [1, 2]
+    # the release: weights of the best epoch, the log of both epochs, its plot, a card naming the checksum
+    record = json.loads(sidecar_path(out / "calpha_net.pt").read_text())
+    log_rows = (out / "train_log.tsv").read_text().splitlines()
+    assert len(log_rows) == 3
+    assert (out / "train_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (out / "MODEL_CARD.md").read_text()
+    assert record["sha256"] in card and "--epochs 2" in card and "(shipped)" in card
+
+
+# -- prediction summary, scores, card -----------------------------------------------------------
+
+def test_score_against_reference_counts_pairs_within_the_distance(crambin):
+    from emforge.cnn.predict import score_against_reference
+
+    native = crambin.coords[crambin.atom_name == "CA"]
+    assert score_against_reference(native, crambin) == pytest.approx(
+        {"crscore": 1.0, "n_reference": len(native), "n_matched": len(native), "matched_fraction": 1.0,
+         "matched_rmsd_A": 0.0, "match_distance_A": 3.0})
+    # first 20 moved 1 Å (their own C-alpha stays the nearest at 3.8 Å spacing), the rest 50 Å away
+    moved = native.copy()
+    moved[:20, 0] += 1.0
+    moved[20:, 2] += 50.0
+    assert (cKDTree(native).query(moved[20:])[0] > 3.0).all()
+    s = score_against_reference(moved, crambin)
+    assert s["n_matched"] == 20 and s["matched_fraction"] == pytest.approx(20 / len(native))
+    assert s["matched_rmsd_A"] == pytest.approx(1.0)
+    assert 0 < s["crscore"] < 1
+
+
+def test_predict_calpha_summary_and_frame(crambin):
+    from emforge.cnn.predict import predict_calpha
+
+    density = simulate_map(crambin, None, 4.0, kernel="crtasser", voxel_size_A=1.2)
+    res = predict_calpha(density, tiny_net(seed=4), n_residues=crambin.n_residues, tile_vox=16, device="cpu")
+    assert res.probability.same_grid(density)
+    s = res.summary
+    assert crambin.n_residues <= s["n_peaks"] == res.model.n_atoms <= math.ceil(1.2 * crambin.n_residues)
+    assert s["probability_min"] <= s["probability_median"] <= s["probability_max"] <= 1
+    np.testing.assert_allclose(res.model.b_factor, res.peaks.probability)
+    with pytest.raises(InputError, match="zero variance"):
+        predict_calpha(density.with_data(np.ones(density.shape, np.float32)), tiny_net(), device="cpu")
+
+
+def test_model_card_and_plots_come_from_the_files(tmp_path):
+    import pandas as pd
+
+    from emforge.cnn.card import model_card
+    from emforge.plots import calpha_slices_plot, cnn_training_plot
+
+    weights = save_weights(tiny_net(seed=2), tmp_path / "calpha_net.pt",
+                           metadata={"epoch": 2, "settings": {"steps_per_epoch": 10, "batch_size": 1, "crop_vox": 16,
+                                                              "seed": 5, "lr": 5e-4}})
+    log_table = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.3, 0.2, 0.1], "val_loss": [0.2, 0.15, 0.16],
+                              "crscore_2_5A": [0.5, 0.8, 0.7], "crscore_5_10A": [0.4, 0.6, 0.5],
+                              "crscore_10_15A": [0.2, 0.3, 0.3], "wall_s": [1800.0, 1800.0, 3600.0]})
+    card = model_card(weights, log_table, command="emforge cnn train --epochs 3", device="CPU",
+                      data={"manifest": "m.tsv", "n_train_chains": 4, "n_validation_chains": 2})
+    assert sha256_of(weights) in card
+    assert "| 2 (shipped) | 0.800 | 0.600 | 0.300 | 0.1500 |" in card
+    assert "3 x 10 steps x batch 1 = 30 random crops" in card and "wall time 2.0 h" in card
+    assert "4 training, 2 validation chains" in card
+    assert cnn_training_plot(log_table)[:4] == b"\x89PNG"
+    density = DensityMap(np.random.default_rng(0).random((12, 10, 8)).astype(np.float32), 1.5, (1.0, 2.0, 3.0))
+    png = calpha_slices_plot(density, density.with_data(density.data / 2), density.index_to_world(
+        np.array([[2.0, 3.0, 4.0], [5.0, 5.0, 5.0]])), reference_xyz_A=np.zeros((1, 3)))
+    assert png[:4] == b"\x89PNG"
+
+
+def sha256_of(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

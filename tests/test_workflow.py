@@ -58,20 +58,42 @@ def write_datasets(path: Path, rows: list[dict]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def write_plumbing_weights(path: Path) -> Path:
+    """A tiny C-alpha network that calls every voxel a C-alpha with probability 0.993 (head weights 0,
+    biases 0 / 5): it exercises cnn_predict's plumbing without depending on the shipped weights."""
+    import torch
+
+    from emforge.cnn.network import CAlphaNet
+    from emforge.cnn.train import save_weights
+
+    torch.manual_seed(0)
+    net = CAlphaNet(channels=4, n_blocks=1)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.copy_(torch.tensor([0.0, 5.0]))
+    return save_weights(net, path)
+
+
 def write_config(path: Path, datasets: str) -> None:
     # only what differs from config/config.yaml; the rest comes from the workflow's defaults
+    write_plumbing_weights(path.parent / "weights" / "plumbing.pt")
     path.write_text(f"seed: 7\ndatasets: {datasets}\nsimulate:\n  voxel_size_A: 1.5\n"
                     "fit:\n  enabled: true\n  method: fft\n  angular_step_deg: 30.0\n  n_poses: 3\n"
-                    "refine_gmm:\n  max_iterations: 5\nensemble:\n  max_members: 3\n", encoding="utf-8")
+                    "refine_gmm:\n  max_iterations: 5\nensemble:\n  max_members: 3\n"
+                    "cnn_predict:\n  weights: weights/plumbing.pt\n  tile_vox: 32\n", encoding="utf-8")
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "test_config.yaml", *args]
+    # targets before --configfile, which takes every following word as a file
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", "test_config.yaml"]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def outputs_of(dataset: str, validated: bool, simulated: bool) -> list[str]:
-    files = [f"results/{dataset}/prepare/map.mrc", f"results/{dataset}/prepare/map_stats.json",
+    files = [f"results/{dataset}/cnn/{name}" for name in (
+        "calpha.cif", "calpha_probability.mrc", "summary.json", "slices.png", "provenance.json")]
+    files += [f"logs/{dataset}/cnn_predict.log", f"benchmarks/{dataset}/cnn_predict.tsv"]
+    files += [f"results/{dataset}/prepare/map.mrc", f"results/{dataset}/prepare/map_stats.json",
              f"results/{dataset}/prepare/provenance.json", f"results/{dataset}/report.html",
              f"logs/{dataset}/prepare_map.log", f"logs/{dataset}/report.log",
              f"benchmarks/{dataset}/prepare_map.tsv", f"benchmarks/{dataset}/report.tsv"]
@@ -357,6 +379,25 @@ def test_summary(run):
     assert "crn_map/report.html" not in html
 
 
+def test_cnn_predict_follows_the_sequence_and_scores_against_the_reference(run):
+    """cnn_predict on every dataset: with a sequence (crn_self) L to 1.2 L peaks, every peak in the
+    prepared map's box, CRscore against the reference where there is one, the report's section."""
+    from emforge.maps import read_map
+    from emforge.models import read_model
+
+    work, _ = run
+    s = load_json(work / "results/crn_self/cnn/summary.json")
+    assert s["n_residues"] == 46 and 46 <= s["n_peaks"] <= 56
+    assert s["weights_sha256"] == load_json(work / "weights/plumbing.json")["sha256"]
+    assert 0 <= s["reference"]["crscore"] <= 1 and s["reference"]["n_reference"] == 46
+    density = read_map(work / "results/crn_self/prepare/map.mrc")
+    assert read_map(work / "results/crn_self/cnn/calpha_probability.mrc").same_grid(density)
+    assert density.contains(read_model(work / "results/crn_self/cnn/calpha.cif").coords).all()
+    assert "reference" not in load_json(work / "results/crn_map/cnn/summary.json")
+    html = (work / "results/crn_self/report.html").read_text(encoding="utf-8")
+    assert "C-alpha prediction (CNN, paper 003)" in html and 'id="plot-cnn-slices"' in html
+
+
 def test_rerun_is_a_no_op(run):
     work, _ = run
     proc = snakemake(work, "-n")
@@ -417,3 +458,48 @@ def test_bad_config_value_is_rejected(tmp_path):
     proc = snakemake(work, "-n", timeout=120)
     assert proc.returncode != 0
     assert "'gaussian' is not one of ['emrefiner', 'crtasser', 'gmm']" in proc.stdout + proc.stderr
+
+
+def test_train_cnn_rule_releases_weights_and_resumes(tmp_path, crambin):
+    """`snakemake train_cnn` on a two-chain manifest (one chain per clust40 split): the release files
+    with a card naming the command and the checksum; a second run with more epochs resumes."""
+    import pandas as pd
+
+    from emforge.cnn.data import chain_table
+    from emforge.cnn.train import checkpoint_paths, load_weights
+
+    work = copy_workflow(tmp_path / "train")
+    (work / "chains").mkdir()
+    picked = pd.concat([chain_table(split, CHAINS / "MANIFEST.tsv").nsmallest(1, "n_residues")
+                        for split in ("train", "validation")])
+    for path in picked["path"]:
+        shutil.copy2(path, work / "chains" / Path(path).name)
+    picked.drop(columns=["path", "split"]).to_csv(work / "chains" / "MANIFEST.tsv", sep="\t", index=False)
+    shutil.copy2(CRAMBIN, work / "ref.pdb.gz")
+    write_datasets(work / "test_datasets.tsv", [{"id": "x", "reference": "ref.pdb.gz", "resolution_A": 5.0}])
+
+    def config(epochs: int) -> None:
+        (work / "test_config.yaml").write_text(
+            "datasets: test_datasets.tsv\ntrain_cnn:\n  manifest: chains/MANIFEST.tsv\n  output_dir: release\n"
+            f"  checkpoint_dir: training/checkpoints\n  epochs: {epochs}\n  steps_per_epoch: 1\n  crop_vox: 16\n"
+            "  val_maps_per_band: 1\n  device: cpu\n", encoding="utf-8")
+
+    config(1)
+    proc = snakemake(work, "train_cnn", timeout=600)
+    assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    release = work / "release"
+    net = load_weights(release / "calpha_net.pt")  # checksum verified on load
+    assert (net.channels, net.n_blocks) == (32, 10)  # the paper's size
+    card = (release / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert load_json(release / "calpha_net.json")["sha256"] in card
+    assert "`snakemake --cores 2 train_cnn`" in card and "epochs: 1, steps_per_epoch: 1" in card
+    assert "1 training, 1 validation chains" in card
+    assert (release / "train_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (work / "logs/train_cnn.log").is_file() and (work / "benchmarks/all/train_cnn.tsv").is_file()
+
+    config(2)
+    proc = snakemake(work, "train_cnn", timeout=600)
+    assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    assert [e for e, _ in checkpoint_paths(work / "training/checkpoints")] == [1, 2]
+    assert "resumed from" in (work / "logs/train_cnn.log").read_text(encoding="utf-8")
+    assert len((release / "train_log.tsv").read_text(encoding="utf-8").splitlines()) == 3

@@ -404,8 +404,10 @@ def cmd_refine(args: argparse.Namespace) -> int:
 
 
 def cmd_cnn_predict(args: argparse.Namespace) -> int:
-    from emforge.cnn.infer import default_weights_path, predict_probability
-    from emforge.cnn.peaks import peaks_to_model, pick_peaks
+    from pathlib import Path
+
+    from emforge.cnn.infer import default_weights_path
+    from emforge.cnn.predict import predict_calpha
     from emforge.cnn.sequence import sequence_length
     from emforge.cnn.train import load_weights
     from emforge.fileformats import check_file_type
@@ -422,59 +424,41 @@ def cmd_cnn_predict(args: argparse.Namespace) -> int:
     n_residues = sequence_length(args.sequence) if args.sequence else None
     net = load_weights(weights)
     density_map = read_map(args.map)
-    if not float(density_map.data.std()) > 0:
-        raise InputError("map has zero variance (every voxel has the same value)", args.map)
     if not 1.0 <= args.resolution <= 15.0:
         log.warning("resolution %.3g Å is outside the 1-15 Å the network was trained for", args.resolution)
-    with _steps(2, "cnn predict") as steps:
+    with _steps(1, "cnn predict") as steps:
         try:
-            prob = predict_probability(density_map, net, tile_vox=args.tile, device=args.device,
-                                       batch_size=args.batch_size)
+            result = predict_calpha(density_map, net, n_residues=n_residues, threshold=args.threshold,
+                                    exclusion_A=args.exclusion, tile_vox=args.tile, device=args.device,
+                                    batch_size=args.batch_size)
         except InputError as exc:
             raise _with_path(exc, args.map) from None
-        steps.step("probability predicted")
-        peaks = pick_peaks(prob, n_min=n_residues, threshold=args.threshold, exclusion_A=args.exclusion)
-        steps.step("peaks picked")
-    if len(peaks) == 0:
-        raise InputError(f"no voxel of the predicted C-alpha probability exceeds {args.threshold:g}; "
-                         "give --sequence to pick one peak per residue whatever the probability", args.map)
-    write_map(args.prob_map, prob)
+        steps.step("probability predicted, peaks picked")
+    write_map(args.prob_map, result.probability)
     try:
-        write_model(args.output, peaks_to_model(peaks.xyz_A, peaks.probability))
+        write_model(args.output, result.model)
     except BaseException:
-        from pathlib import Path
-
         Path(args.prob_map).unlink(missing_ok=True)  # no partial output: both files or neither
         raise
+    s = result.summary
     wanted = f" for {n_residues} residues" if n_residues else ""
-    print(f"wrote {args.output}: {len(peaks)} C-alpha peaks{wanted} (probability {peaks.probability.min():.2f}-"
-          f"{peaks.probability.max():.2f}), and {args.prob_map}")
+    print(f"wrote {args.output}: {s['n_peaks']} C-alpha peaks{wanted} (probability {s['probability_min']:.2f}-"
+          f"{s['probability_max']:.2f}), and {args.prob_map}")
     return 0
 
 
 def cmd_cnn_train(args: argparse.Namespace) -> int:
-    import json
+    import shlex
     from pathlib import Path
 
-    from emforge.cnn.data import chain_table, load_chains
-    from emforge.cnn.train import checkpoint_paths, load_weights, save_weights, sidecar_path, train
+    from emforge.cnn.release import train_release
+    from emforge.cnn.train import checkpoint_paths
 
     out = Path(args.out_dir)
     checkpoints = out / "checkpoints"
     if checkpoint_paths(checkpoints) and not args.resume:
         raise InputError("folder holds the checkpoints of an earlier run; pass --resume to continue it "
                          "or choose a new --out-dir", out)
-    tables = {}
-    for split, limit in (("train", args.max_train_chains), ("validation", args.max_val_chains)):
-        t = chain_table(split, args.manifest)
-        if limit is not None and limit < len(t):
-            t = t.sample(n=limit, random_state=args.seed).sort_index()
-        tables[split] = t
-    if len(tables["train"]) == 0:
-        raise InputError("the training split holds no chains", args.manifest)
-    train_models = load_chains(tables["train"])
-    val_models = load_chains(tables["validation"])
-    log.info("training on %d chains, validating on %d", len(train_models), len(val_models))
 
     def progress(epoch: int, row: dict) -> None:
         if not args.quiet:
@@ -482,21 +466,17 @@ def cmd_cnn_train(args: argparse.Namespace) -> int:
             print(f"  epoch {epoch}: train loss {row['train_loss']:.4f}, validation loss {row['val_loss']:.4f}, "
                   f"{scores} ({row['wall_s']:.0f} s)", file=sys.stderr)
 
-    result = train(train_models, val_models, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                   batch_size=args.batch_size, lr=args.lr, crop_vox=args.crop, seed=args.seed,
-                   resolution_range_A=(args.min_resolution, args.max_resolution),
-                   checkpoint_dir=checkpoints, device=args.device, log_path=out / "train_log.tsv",
-                   network={"in_channels": args.in_channels, "channels": args.channels, "n_blocks": args.blocks},
-                   val_maps_per_band=args.val_maps_per_band, progress=progress)
-    final = out / "calpha_net.pt"
-    if result.best_weights is not None:  # paper 003: the epoch with the best validation CRscore
-        meta = json.loads(sidecar_path(result.best_weights).read_text(encoding="utf-8"))["metadata"]
-        save_weights(load_weights(result.best_weights), final, metadata=meta)
-        what = f"epoch {result.best_epoch} (best mean validation CRscore)"
-    else:
-        save_weights(result.model, final, metadata={"epoch": args.epochs})
-        what = f"epoch {args.epochs} (no validation score)"
-    print(f"wrote {final} from {what}; log {out / 'train_log.tsv'}")
+    command = "emforge " + " ".join(shlex.quote(a) for a in args.argv)
+    paths = train_release(out, checkpoint_dir=checkpoints, epochs=args.epochs, command=command,
+                          manifest=args.manifest, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                          lr=args.lr, crop_vox=args.crop, seed=args.seed,
+                          resolution_range_A=(args.min_resolution, args.max_resolution),
+                          network={"in_channels": args.in_channels, "channels": args.channels,
+                                   "n_blocks": args.blocks},
+                          val_maps_per_band=args.val_maps_per_band, device=args.device,
+                          max_train_chains=args.max_train_chains, max_val_chains=args.max_val_chains,
+                          progress=progress)
+    print(f"wrote {paths['weights']} (best validation CRscore epoch), {paths['card']}, {paths['log_table']}")
     return 0
 
 
@@ -732,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for records such as model cards
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

@@ -225,3 +225,73 @@ def b_factor_rmsf_plot(b_per_residue: pd.DataFrame, rmsf: pd.DataFrame | None = 
         ax2.set_ylabel("ensemble RMSF (Å)", color="#c0392b")
     fig.tight_layout()
     return _png(fig)
+
+
+def cnn_training_plot(log_table: pd.DataFrame) -> bytes | None:
+    """C-alpha network training: losses (log scale) and validation CRscore per resolution band
+    against the epoch; ``log_table`` as written by :func:`emforge.cnn.train.train`."""
+    if log_table is None or log_table.empty or not {"epoch", "train_loss", "val_loss"} <= set(log_table.columns):
+        return None
+    fig, (ax_loss, ax_cr) = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    ax_loss.plot(log_table["epoch"], log_table["train_loss"], "o-", color="#2c6fad", ms=3, lw=1.2, label="training")
+    ax_loss.plot(log_table["epoch"], log_table["val_loss"], "s-", color="#c0392b", ms=3, lw=1.2, label="validation")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("weighted cross-entropy")
+    ax_loss.set_yscale("log")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=7, frameon=False)
+    for column in (c for c in log_table.columns if c.startswith("crscore_")):
+        lo, hi = column[len("crscore_"):].rstrip("A").split("_")
+        ax_cr.plot(log_table["epoch"], log_table[column], "o-", ms=3, lw=1.2, label=f"{lo}-{hi} Å")
+    ax_cr.set_xlabel("epoch")
+    ax_cr.set_ylabel("validation CRscore")
+    ax_cr.set_ylim(0, 1)
+    ax_cr.grid(alpha=0.3)
+    ax_cr.legend(fontsize=7, frameon=False, title="resolution", title_fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def calpha_slices_plot(density, probability, peaks_xyz_A: np.ndarray, reference_xyz_A: np.ndarray | None = None,
+                       slab_A: float = 1.5) -> bytes:
+    """Map and predicted C-alpha probability on the three central planes through the peaks' centroid.
+
+    ``density`` and ``probability`` are DensityMaps on the same grid; peaks (and reference
+    C-alphas, when given) within ``slab_A`` of a plane are marked on it. Returns PNG bytes.
+    """
+    xyz = np.asarray(peaks_xyz_A, dtype=np.float64).reshape(-1, 3)
+    centre = xyz.mean(axis=0) if len(xyz) else density.index_to_world(np.array(density.shape[::-1]) / 2.0)
+    ijk = np.clip(np.rint(density.world_to_index(centre)).astype(int), 0, np.array(density.shape[::-1]) - 1)
+    fig, axes = plt.subplots(2, 3, figsize=(8.4, 5.6))
+    vs = np.asarray(density.voxel_size, dtype=np.float64)  # (x, y, z) Å
+    # (plane name, axis of the plane normal in x/y/z, slicer on the (z, y, x) array, the x/y axes shown)
+    planes = (("xy", 2, (ijk[2], slice(None), slice(None)), (0, 1)),
+              ("xz", 1, (slice(None), ijk[1], slice(None)), (0, 2)),
+              ("yz", 0, (slice(None), slice(None), ijk[0]), (1, 2)))
+    for col, (name, normal, sl, (a, b)) in enumerate(planes):
+        extent = None
+        for row, (grid, cmap, label) in enumerate(((density, "gray", "map"),
+                                                   (probability, "magma", "C-alpha probability"))):
+            ax = axes[row, col]
+            plane = np.asarray(grid.data[sl], dtype=np.float64)
+            lo_a = density.origin[a] - 0.5 * vs[a]
+            lo_b = density.origin[b] - 0.5 * vs[b]
+            extent = (lo_a, lo_a + plane.shape[1] * vs[a], lo_b, lo_b + plane.shape[0] * vs[b])
+            vmin, vmax = (0.0, 1.0) if row else np.percentile(plane, [1, 99.5])
+            ax.imshow(plane, origin="lower", cmap=cmap, extent=extent, vmin=vmin, vmax=vmax, interpolation="nearest")
+            plane_pos = density.origin[normal] + ijk[normal] * vs[normal]
+            near = np.abs(xyz[:, normal] - plane_pos) <= slab_A
+            ax.plot(xyz[near, a], xyz[near, b], "o", mfc="none", mec="#2ecc71", ms=5, mew=1.0,
+                    label="picked C-alpha")
+            if reference_xyz_A is not None:
+                ref = np.asarray(reference_xyz_A, dtype=np.float64).reshape(-1, 3)
+                ref_near = np.abs(ref[:, normal] - plane_pos) <= slab_A
+                ax.plot(ref[ref_near, a], ref[ref_near, b], "+", color="#3498db", ms=5, mew=1.0,
+                        label="reference C-alpha")
+            ax.set_title(f"{label}, {name} plane", fontsize=8)
+            ax.set_xlabel(f"{'xyz'[a]} (Å)", fontsize=7)
+            ax.set_ylabel(f"{'xyz'[b]} (Å)", fontsize=7)
+            ax.tick_params(labelsize=6)
+    axes[1, 0].legend(fontsize=6, frameon=True, loc="upper right")
+    fig.tight_layout()
+    return _png(fig)

@@ -129,6 +129,19 @@ ENSEMBLE_ROWS = (
     ("max_rmsf_A", "largest C-alpha RMSF (Å)"),
     ("wall_time_s", "wall time (s)"),
 )
+#: rows of the C-alpha prediction table: (key in the cnn step's flattened summary.json, label)
+CNN_ROWS = (
+    ("n_peaks", "C-alpha peaks picked"),
+    ("n_residues", "residues in the sequence (L)"),
+    ("n_above_threshold", "peaks above the probability threshold"),
+    ("probability_median", "median peak probability"),
+    ("reference_crscore", "CRscore against the reference (paper 003, Eq. 1)"),
+    ("reference_n_reference", "reference C-alphas"),
+    ("reference_matched_fraction", "reference C-alphas matched within 3 Å"),
+    ("reference_matched_rmsd_A", "RMSD of those pairs (Å)"),
+    ("device", "device"),
+    ("total_s", "wall time (s)"),
+)
 #: columns of the cross-dataset summary table: (section, key, label)
 SUMMARY_COLUMNS = (
     ("map_fit", "cc", "CC"), ("map_fit", "cc_mask", "CC mask"), ("map_fit", "ccc", "CCC"),
@@ -478,6 +491,22 @@ def _gmm_parts(step: str, entry: Mapping) -> list[str]:
     return parts
 
 
+def _cnn_parts(cnn: Mapping) -> list[str]:
+    """C-alpha prediction table (with CRscore when a reference exists) and the slice view."""
+    summary = dict(cnn.get("summary") or {})
+    summary["total_s"] = (summary.get("timings_s") or {}).get("total")
+    for key, value in (summary.pop("reference", None) or {}).items():
+        summary[f"reference_{key}"] = value
+    parts = ["<h2 id=\"cnn\">C-alpha prediction (CNN, paper 003)</h2>",
+             '<p class="meta">3D residual CNN probability of a C-alpha per voxel, peaks picked greedily with a '
+             f"{_esc(format_value(summary.get('exclusion_A')))} Å exclusion</p>",
+             _key_value_table("cnn", summary, CNN_ROWS, extra=False)]
+    if cnn.get("slices"):
+        parts.append(_img(_png_b64(cnn["slices"]), "map and predicted C-alpha probability on three planes",
+                          "plot-cnn-slices"))
+    return parts
+
+
 def _page(heading: str, parts: Iterable[str]) -> str:
     body = "\n".join(p for p in parts if p)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -494,7 +523,7 @@ def _meta_line(label: str, value: str) -> str:
 def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_stats: Mapping, *,
                          density_map: DensityMap | None = None, histogram_bins: int = 80,
                          n_worst_residues: int = 10, title: str | None = None,
-                         composite: pd.DataFrame | None = None) -> str:
+                         composite: pd.DataFrame | None = None, cnn: Mapping | None = None) -> str:
     """The HTML text of a dataset's report (see :func:`render_dataset_report`)."""
     heading = title or f"emforge report: {dataset_id}"
     models = models or {}
@@ -507,6 +536,8 @@ def build_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_sta
     for step, entry in models.items():
         parts += _model_section(step, entry["scores"], entry.get("per_residue"), entry.get("plots") or {},
                                 n_worst_residues, entry.get("fit"), entry.get("refine"), entry.get("gmm"))
+    if cnn:
+        parts += _cnn_parts(cnn)
 
     parts.append("<h2>Map</h2>")
     if map_stats.get("source"):
@@ -542,7 +573,7 @@ def _composite_table(table: pd.DataFrame) -> str:
 def render_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_stats: Mapping,
                           out_html: str | os.PathLike, *, density_map: DensityMap | None = None,
                           histogram_bins: int = 80, n_worst_residues: int = 10, title: str | None = None,
-                          composite: pd.DataFrame | None = None) -> Path:
+                          composite: pd.DataFrame | None = None, cnn: Mapping | None = None) -> Path:
     """Write a self-contained HTML report for one dataset, atomically.
 
     Parameters
@@ -564,10 +595,12 @@ def render_dataset_report(dataset_id: str, models: Mapping[str, Mapping], map_st
         Histogram bins; rows of the lowest-local-CC table.
     composite
         The composite step's component table (datasets with component maps).
+    cnn
+        The cnn_predict step: ``{"summary": <summary.json dict>, "slices": PNG bytes or path}``.
     """
     text = build_dataset_report(dataset_id, models, map_stats, density_map=density_map,
                                 histogram_bins=histogram_bins, n_worst_residues=n_worst_residues, title=title,
-                                composite=composite)
+                                composite=composite, cnn=cnn)
     write_text_atomic(out_html, text)
     log.info("report for %s written to %s", dataset_id, out_html)
     return Path(out_html)

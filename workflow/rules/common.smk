@@ -125,6 +125,17 @@ CORE_CONTAINER = str(Path(workflow.basedir) / "containers" / "core.sif")
 REFINE_CONTAINER = str(Path(workflow.basedir) / "containers" / "refine.sif")
 
 
+def cnn_env(section):
+    """Conda env of a CNN rule: the CUDA build of torch when its config section asks for "cuda"."""
+    return "../../envs/cnn-cuda.yaml" if config[section]["device"] == "cuda" else "../../envs/cnn.yaml"
+
+
+def cnn_container(section):
+    """Apptainer image of a CNN rule (GPU twin for device "cuda", run with --apptainer-args --nv)."""
+    name = "cnn-cuda.sif" if config[section]["device"] == "cuda" else "cnn.sif"
+    return str(Path(workflow.basedir) / "containers" / name)
+
+
 # -- helpers and input functions ------------------------------------------------------------------
 
 
@@ -261,6 +272,59 @@ REFINE_RUNTIME_MIN = {"fast": 30, "paper": 720}
 
 def get_refine_runtime_min(wildcards):
     return REFINE_RUNTIME_MIN[config["refine_emrefiner"]["preset"]]
+
+
+# -- C-alpha CNN (paper 003) ---------------------------------------------------------------------
+
+CNN_WEIGHTS_OUTPUTS = {
+    key: str(Path(config["train_cnn"]["output_dir"]) / name)
+    for key, name in (("weights", "calpha_net.pt"), ("sidecar", "calpha_net.json"), ("card", "MODEL_CARD.md"),
+                      ("log_table", "train_log.tsv"), ("plot", "train_curve.png"))
+}
+
+# Seconds per training step on 2 CPU cores for a 40^3 crop (emforge cnn train, batch 1); GPUs ~50x less.
+CNN_SECONDS_PER_STEP_CPU = 4.0
+
+
+def get_train_cnn_runtime_min(wildcards):
+    """Wall-time request (minutes) of train_cnn: the configured epochs, validation included."""
+    t = config["train_cnn"]
+    per_step = CNN_SECONDS_PER_STEP_CPU * (t["crop_vox"] / 40) ** 3 * t["batch_size"]
+    if t["device"] == "cuda":
+        per_step /= 50
+    return int(60 + t["epochs"] * (t["steps_per_epoch"] * per_step + 300) / 60)
+
+
+def cnn_weights_sha256(wildcards):
+    """SHA-256 recorded beside the configured CNN weights (rerun cnn_predict when they change)."""
+    import json
+
+    weights = Path(config["cnn_predict"]["weights"])
+    sidecar = weights.with_suffix(".json")
+    if not weights.is_file() or not sidecar.is_file():
+        raise WorkflowError(
+            f"C-alpha network weights {weights} (with {sidecar.name}) not found: train them with "
+            f"`snakemake train_cnn`, point cnn_predict.weights at a trained calpha_net.pt, or set "
+            f"cnn_predict.enabled: false"
+        )
+    try:
+        return json.loads(sidecar.read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise WorkflowError(f"{sidecar}: not a valid CNN weights sidecar ({exc})")
+
+
+def get_cnn_inputs(wildcards):
+    """Optional inputs of cnn_predict: the sequence (sets the peak count) and the reference (CRscore)."""
+    row = dataset(wildcards)
+    return {k: row[k] for k in ("sequence", "reference") if row[k]}
+
+
+def get_cnn_summary(wildcards):
+    """The CNN prediction summary and slice view, for the report (when cnn_predict runs)."""
+    if not config["cnn_predict"]["enabled"]:
+        return {}
+    folder = f"results/{wildcards.dataset}/cnn"
+    return {"cnn_summary": f"{folder}/summary.json", "cnn_slices": f"{folder}/slices.png"}
 
 
 def get_model(wildcards):

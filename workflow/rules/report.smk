@@ -8,6 +8,7 @@ rule report:
         unpack(get_refine_summary),
         unpack(get_gmm_summary),
         unpack(get_composite),
+        unpack(get_cnn_summary),
         map="results/{dataset}/prepare/map.mrc",
         map_stats="results/{dataset}/prepare/map_stats.json",
     output:

@@ -46,10 +46,13 @@ with rule_log(smk.log[0], "report", smk.threads) as log:
         import pandas as pd
 
         composite = pd.read_csv(smk.input.composite_components, sep="\t")
+    cnn = None
+    if "cnn_summary" in smk.input.keys():
+        cnn = {"summary": read_json(smk.input.cnn_summary), "slices": smk.input.cnn_slices}
     if not models:
         log.info("dataset has no model: the report shows the map only")
     render_dataset_report(
         smk.wildcards.dataset, models, read_json(smk.input.map_stats), smk.output.html,
         density_map=read_map(smk.input.map), histogram_bins=settings["histogram_bins"],
-        n_worst_residues=settings["n_worst_residues"], composite=composite)
+        n_worst_residues=settings["n_worst_residues"], composite=composite, cnn=cnn)
     log.info("wrote %s with %d model(s)", smk.output.html, len(models))
