@@ -320,7 +320,8 @@ def test_train_writes_checkpoints_log_and_resumes_exactly(tmp_path, crambin):
     assert [e for e, _ in checkpoint_paths(tmp_path / "a")] == [1, 2]
     log = (tmp_path / "a" / "log.tsv").read_text().splitlines()
     assert log[0].split("\t") == ["epoch", "train_loss", "val_loss", "crscore_2_5A", "crscore_5_10A",
-                                  "crscore_10_15A", "wall_s"]
+                                  "crscore_10_15A", "wall_s", "device"]
+    assert set(straight.log["device"]) == {f"cpu, {torch.get_num_threads()} threads"}
     assert len(log) == 3
     assert straight.log["val_loss"].notna().all() and straight.log["crscore_5_10A"].between(0, 1).all()
     assert straight.best_weights is not None and load_weights(straight.best_weights).n_blocks == 1

@@ -80,7 +80,7 @@ def write_config(path: Path, datasets: str) -> None:
     path.write_text(f"seed: 7\ndatasets: {datasets}\nsimulate:\n  voxel_size_A: 1.5\n"
                     "fit:\n  enabled: true\n  method: fft\n  angular_step_deg: 30.0\n  n_poses: 3\n"
                     "refine_gmm:\n  max_iterations: 5\nensemble:\n  max_members: 3\n"
-                    "cnn_predict:\n  weights: weights/plumbing.pt\n  tile_vox: 32\n", encoding="utf-8")
+                    "cnn_predict:\n  enabled: true\n  weights: weights/plumbing.pt\n  tile_vox: 32\n", encoding="utf-8")
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -346,8 +346,9 @@ def test_reports(run):
     assert f'data-key="input.map_fit.cc" data-value="{scores["map_fit"]["cc"]!r}"' in html_self
     assert f'data-key="input.reference.tm_score" data-value="{scores["reference"]["tm_score"]!r}"' in html_self
     # each validated model's three plots (input, fit, refine_emrefiner, refine_gmm), embedded byte for
-    # byte, the EM-Refiner trajectory, the TEMPy-ReFF convergence and B/RMSF plots and the map histogram
-    assert html_self.count("data:image/png;base64,") == 16
+    # byte, the EM-Refiner trajectory, the TEMPy-ReFF convergence and B/RMSF plots, the CNN slice view
+    # and the map histogram
+    assert html_self.count("data:image/png;base64,") == 17
     assert 'id="plot-refine_emrefiner-trajectory"' in html_self
     assert 'id="plot-refine_gmm-gmm-convergence"' in html_self and 'id="plot-refine_gmm-b-rmsf"' in html_self
     assert 'data-key="refine_gmm.ensemble.n_members"' in html_self

@@ -36,6 +36,14 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float | np.floating) else str(value)
 
 
+def _devices(log_table: pd.DataFrame) -> str:
+    if "device" not in log_table:
+        return "not recorded"
+    seen = log_table["device"].fillna("not recorded").astype(str)
+    return "; ".join(f"{d} (epochs {', '.join(str(e) for e in log_table['epoch'][seen == d])})"
+                     for d in dict.fromkeys(seen))
+
+
 def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: str, data: Mapping,
                device: str, settings_note: str | None = None) -> str:
     """Markdown model card of ``weights`` (a .pt with its sidecar) trained as logged in ``log_table``.
@@ -46,7 +54,7 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
     log_table : the training log (:func:`emforge.cnn.train.train`), one row per epoch
     command : the exact command that produced the weights
     data : ``manifest``, ``n_train_chains``, ``n_validation_chains`` (and anything else worth listing)
-    device : where the training ran, e.g. "cpu (2 cores)"
+    device : where this release was written (the log's ``device`` column says where each epoch ran)
     settings_note : where the command's settings come from (e.g. the workflow's config section)
     """
     record = json.loads(sidecar_path(weights).read_text(encoding="utf-8"))
@@ -72,7 +80,7 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
         f"- command: `{command}` (training resumes from its checkpoints, so the command may be run "
         "repeatedly until the configured epochs are done; a resumed run continues exactly as an uninterrupted one)",
         *([f"- settings: {settings_note}"] if settings_note else []),
-        f"- device: {device}; torch {record.get('torch', 'n/a')}",
+        f"- training device(s): {_devices(log_table)}; release written on {device}, torch {record.get('torch', 'n/a')}",
         f"- epochs trained: {len(log_table)} x {steps} steps x batch {batch} = "
         f"{len(log_table) * steps * batch} random crops of {settings.get('crop_vox', 'n/a')}^3 voxels; "
         f"training wall time {wall_h:.1f} h",
@@ -105,8 +113,8 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
         "", "The benchmark `benchmarks/cnn.py` (results in `benchmarks/results/cnn.md`) measures the shipped",
         "network on more validation chains and on experimental maps.", "",
         "## Intended use and limits", "",
-        "- C-alpha positions for de novo tracing and template scoring in maps of 2-15 Å; the network never saw "
-        "experimental noise, so experimental maps score lower than simulated ones (see the benchmark).",
+        "- C-alpha positions for de novo tracing and template scoring in maps of 2-15 Å. The network never saw "
+        "experimental maps in training; the benchmark reports its experimental-map scores separately.",
         "- Protein only; nucleic acids and ligands are background to it.", "",
         "## Per-epoch log", "",
         "| epoch | train loss | validation loss | " + " | ".join(band_label(b) for b in bands) + " | wall s |",

@@ -101,16 +101,23 @@ def reference_calphas(reference: AtomModel) -> np.ndarray:
     return ca
 
 
+def calpha_scores(predicted_xyz_A: np.ndarray, native_xyz_A: np.ndarray,
+                  match_distance_A: float = MATCH_DISTANCE_A) -> dict:
+    """CRscore (paper 003, Eq. 1) of predicted C-alphas against native ones, plus matched-pair numbers.
+
+    Both are (N, 3) Å arrays, unordered. Returns ``crscore``, ``n_reference``, ``n_matched`` (pairs
+    within ``match_distance_A``), ``matched_fraction`` (of the native C-alphas), ``matched_rmsd_A``
+    (RMS distance of those pairs, NaN when none) and ``match_distance_A``.
+    """
+    pred = np.asarray(predicted_xyz_A, dtype=np.float64).reshape(-1, 3)
+    native = np.asarray(native_xyz_A, dtype=np.float64).reshape(-1, 3)
+    close = crscore(pred, native, max_pair_distance_A=match_distance_A)
+    return {"crscore": float(crscore(pred, native)["crscore"]), "n_reference": int(len(native)),
+            "n_matched": int(close["n_pairs"]), "matched_fraction": float(close["n_pairs"] / len(native)),
+            "matched_rmsd_A": float(close["pair_rmsd_A"]), "match_distance_A": float(match_distance_A)}
+
+
 def score_against_reference(xyz_A: np.ndarray, reference: AtomModel,
                             match_distance_A: float = MATCH_DISTANCE_A) -> dict:
-    """CRscore (paper 003, Eq. 1) of predicted C-alphas against a reference, plus matched-pair counts.
-
-    Returns ``crscore``, ``n_reference``, ``n_matched`` (pairs within ``match_distance_A``),
-    ``matched_fraction`` (of the reference C-alphas), ``matched_rmsd_A`` (RMS distance of those pairs).
-    """
-    native = reference_calphas(reference)
-    score = crscore(np.asarray(xyz_A, dtype=np.float64).reshape(-1, 3), native)
-    close = crscore(np.asarray(xyz_A, dtype=np.float64).reshape(-1, 3), native, max_pair_distance_A=match_distance_A)
-    return {"crscore": float(score["crscore"]), "n_reference": int(len(native)), "n_matched": int(close["n_pairs"]),
-            "matched_fraction": float(close["n_pairs"] / len(native)),
-            "matched_rmsd_A": float(close["pair_rmsd_A"]), "match_distance_A": float(match_distance_A)}
+    """:func:`calpha_scores` of predicted C-alphas against a reference model's C-alphas."""
+    return calpha_scores(xyz_A, reference_calphas(reference), match_distance_A)

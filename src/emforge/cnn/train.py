@@ -271,7 +271,8 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
     device : "auto" (CUDA when available), "cpu", "cuda", ...
     log_path : path, optional
         Per-epoch TSV: ``epoch, train_loss, val_loss, crscore_2_5A, crscore_5_10A,
-        crscore_10_15A, wall_s`` (wall time of the epoch in s), rewritten atomically each epoch.
+        crscore_10_15A, wall_s, device`` (wall time of the epoch in s; where it ran, e.g. "cpu, 2
+        threads"), rewritten atomically each epoch.
     network : dict, optional
         :class:`CAlphaNet` arguments (default: the paper's size, 2 input channels).
     resume : bool
@@ -313,7 +314,9 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32, device=dev))
     bands = [tuple(float(v) for v in b) for b in val_bands_A]
-    columns = ["epoch", "train_loss", "val_loss"] + [_band_column(b) for b in bands] + ["wall_s"]
+    columns = ["epoch", "train_loss", "val_loss"] + [_band_column(b) for b in bands] + ["wall_s", "device"]
+    where = (f"cuda, {torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
+             else f"{dev.type}, {torch.get_num_threads()} threads")
     rows: list[dict] = []
     start_epoch = 1
     best = {"score": -math.inf, "epoch": None}
@@ -366,6 +369,7 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
         row.update(_validate(model, loss_fn, crops, maps, dev, tile_vox) if val_models
                    else {"val_loss": math.nan, **{_band_column(b): math.nan for b in bands}})
         row["wall_s"] = time.perf_counter() - t0
+        row["device"] = where
         rows.append(row)
         score = np.nanmean([row[_band_column(b)] for b in bands]) if bands and val_models else math.nan
         if np.isfinite(score) and score > best["score"]:
