@@ -356,7 +356,9 @@ def test_reports(run):
         png = (work / f"results/crn_self/validate/input/plots/{name}.png").read_bytes()
         assert base64.b64encode(png).decode("ascii") in html_self, name
     html_map = (work / "results/crn_map/report.html").read_text(encoding="utf-8")
-    assert "validation was skipped" in html_map and html_map.count("data:image/png;base64,") == 1
+    # no model: no validation; the CNN slice view and the map histogram only
+    assert "validation was skipped" in html_map and html_map.count("data:image/png;base64,") == 2
+    assert 'id="plot-cnn-slices"' in html_map
 
 
 def test_summary(run):
