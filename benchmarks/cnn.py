@@ -14,8 +14,9 @@ Methods (both pick peaks with :func:`emforge.cnn.peaks.pick_peaks`, 3.3 Å exclu
 L is the number of C-alphas of the chain. Metrics: CRscore (Eq. 1, d0 of the chain length), the fraction
 of native C-alphas with a predicted one within 3 Å, the RMSD of those pairs, peaks picked, seconds.
 
-Speed: the probability of a 200^3-voxel map at the network's 1.5 Å grid (a 300 Å box) on the CPU,
-whole-map and at two tile sizes (target: < 2 min on 2 cores).
+Speed: the probability and peaks of a 200^3-voxel map on the network's 1.5 Å grid (a 300 Å box) on
+the CPU, whole-map and at three tile sizes, each in a fresh process with its peak memory (target:
+< 2 min on 2 cores).
 
 Run: ``.venv/bin/python benchmarks/cnn.py [--chains 24] [--seed 0] [--parts accuracy,speed]``; writes
 ``benchmarks/results/cnn.md`` (``--parts speed`` alone replaces the speed section of an existing table, so
@@ -48,6 +49,7 @@ EXPERIMENTAL = (  # (name, map, deposited model, published resolution Å)
 CROP_MARGIN_A = 6.0
 TARGETS = {(2.0, 5.0): 0.95, (5.0, 10.0): 0.85}
 SPEED_EDGE_VOX = 200
+SPEED_TILES = (96, 128, 160, None)
 
 
 def score(xyz: np.ndarray, native: np.ndarray) -> dict:
@@ -65,7 +67,7 @@ def run_case(density, native: np.ndarray, net) -> dict[str, dict]:
     n = len(native)
     out = {}
     t0 = time.perf_counter()
-    prob = predict_probability(density, net, tile_vox=64, device="cpu")
+    prob = predict_probability(density, net, device="cpu")
     peaks = pick_peaks(prob, n_min=n)
     out["cnn"] = {**score(peaks.xyz_A, native), "time_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
@@ -82,24 +84,59 @@ def crop_to_model(density, coords: np.ndarray):
     return crop(density, lo, hi - lo)
 
 
-def speed(net) -> list[str]:
+def _timed_prediction(weights: str, tile_vox: int | None, edge: int) -> dict:
+    """In a fresh process: predict_probability of an edge^3 map on the 1.5 Å grid (seconds by stage, peak RSS)."""
+    import resource
+
     import torch
 
-    from emforge.cnn.features import VOXEL_SIZE_A, input_channels
-    from emforge.cnn.infer import predict_grid
+    from emforge.cnn.features import VOXEL_SIZE_A, input_channels, resample
+    from emforge.cnn.infer import _axis_windows, predict_grid
+    from emforge.cnn.peaks import pick_peaks
+    from emforge.cnn.train import load_weights
+    from emforge.maps import DensityMap
 
+    net = load_weights(weights)
     rng = np.random.default_rng(0)
-    vol = rng.standard_normal((SPEED_EDGE_VOX,) * 3).astype(np.float32)
-    channels = input_channels(vol, net.in_channels)
-    lines = ["", f"## Speed: probability of a {SPEED_EDGE_VOX}^3-voxel map ({SPEED_EDGE_VOX * VOXEL_SIZE_A:.0f} Å box "
-             "at 1.5 Å) on the CPU", "", f"torch threads: {torch.get_num_threads()}", "",
-             "| tiling | seconds |", "|---|---:|"]
-    for tile in (96, 128, None):
-        t0 = time.perf_counter()
-        predict_grid(channels, net, tile_vox=tile, device="cpu")
-        secs = time.perf_counter() - t0
-        print("speed", tile, round(secs, 1), flush=True)
-        lines.append(f"| {'whole map' if tile is None else f'tiles of {tile}^3 voxels'} | {secs:.0f} |")
+    density = DensityMap(rng.standard_normal((edge,) * 3).astype(np.float32), VOXEL_SIZE_A, np.zeros(3))
+    t0 = time.perf_counter()
+    work = resample(density, VOXEL_SIZE_A)
+    channels = input_channels(work.data, net.in_channels)
+    t1 = time.perf_counter()
+    prob = predict_grid(channels, net, tile_vox=tile_vox, device="cpu")
+    t2 = time.perf_counter()
+    pick_peaks(work.with_data(prob), n_min=0)
+    t3 = time.perf_counter()
+    per_axis = [len(_axis_windows(n, tile_vox, net.halo_vox)) for n in prob.shape]
+    evaluated = np.prod([n + 2 * net.halo_vox * (k - 1) for n, k in zip(prob.shape, per_axis)])
+    return {"channels_s": t1 - t0, "network_s": t2 - t1, "peaks_s": t3 - t2, "total_s": t3 - t0,
+            "windows": int(np.prod(per_axis)), "evaluated_over_map": float(evaluated / prob.size),
+            "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "threads": torch.get_num_threads()}
+
+
+def speed(weights: str) -> list[str]:
+    """One fresh process per tiling, so that each peak memory is its own."""
+    import multiprocessing
+
+    from emforge.cnn import TILE_VOX
+    from emforge.cnn.features import VOXEL_SIZE_A
+
+    lines = ["", f"## Speed: C-alpha probability and peaks of a {SPEED_EDGE_VOX}^3-voxel map "
+             f"({SPEED_EDGE_VOX * VOXEL_SIZE_A:.0f} Å box at 1.5 Å) on the CPU", "",
+             "Each tiling runs in a fresh process (peak RSS is that process's maximum resident memory). "
+             "`tile_vox` is the longest window edge, halos included; *evaluated / map* is the voxels the network "
+             f"computes over the map's voxels (halo overhead). Default `tile_vox`: {TILE_VOX}.", "",
+             "| tile_vox | windows | evaluated / map | input channels s | network s | peaks s | total s | "
+             "peak RSS GB | torch threads |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ctx = multiprocessing.get_context("spawn")
+    for tile in SPEED_TILES:
+        with ctx.Pool(1) as pool:
+            r = pool.apply(_timed_prediction, (weights, tile, SPEED_EDGE_VOX))
+        print("speed", tile, {k: round(v, 2) for k, v in r.items()}, flush=True)
+        lines.append(f"| {'whole map' if tile is None else tile} | {r['windows']} | {r['evaluated_over_map']:.2f} | "
+                     f"{r['channels_s']:.1f} | {r['network_s']:.1f} | {r['peaks_s']:.1f} | {r['total_s']:.1f} | "
+                     f"{r['peak_rss_GB']:.1f} | {r['threads']} |")
     return lines
 
 
@@ -127,7 +164,7 @@ def main() -> int:
     if parts == {"speed"}:
         text = Path(args.out).read_text(encoding="utf-8")
         head = text.split("\n## Speed")[0].rstrip("\n").split("\n- load average")[0]
-        lines = [head, *speed(net), "", "- speed command: `.venv/bin/python benchmarks/cnn.py --parts speed`, "
+        lines = [head, *speed(args.weights), "", "- speed command: `.venv/bin/python benchmarks/cnn.py --parts speed`, "
                  f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}", load_line(load0, note="(speed part)")]
         write_markdown(args.out, "\n".join(lines) + "\n")
         print(f"wrote {args.out}")
@@ -187,7 +224,7 @@ def main() -> int:
                      f"{n['crscore']:.3f} | {c['matched']:.2f} / {n['matched']:.2f} | {c['n_picked']} | "
                      f"{c['time_s']:.1f} / {n['time_s']:.2f} |")
     if "speed" in parts:
-        lines += speed(net)
+        lines += speed(args.weights)
     lines += ["", load_line(load0)]
     write_markdown(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -21,7 +21,7 @@ from scipy.spatial.distance import pdist
 from emforge.cli import main
 from emforge.cnn.data import LABEL_RADIUS_A, chain_table, make_example, simulate_example
 from emforge.cnn.features import VOXEL_SIZE_A, input_channels, resample
-from emforge.cnn.infer import predict_grid, predict_probability
+from emforge.cnn.infer import _axis_windows, predict_grid, predict_probability
 from emforge.cnn.network import CAlphaNet, count_parameters, receptive_field_vox
 from emforge.cnn.peaks import peaks_to_model, pick_peaks
 from emforge.cnn.sequence import sequence_length
@@ -95,6 +95,25 @@ def test_network_shapes_softmax_and_size():
     assert full.receptive_field_vox == 43 and full.halo_vox == 22
     with pytest.raises(ValueError):
         CAlphaNet(in_channels=3)
+
+
+def test_folded_network_gives_the_eval_network_logits():
+    net = tiny_net(seed=3)  # random running statistics and affine norms: a non-trivial fold
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.InstanceNorm3d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    x = torch.randn(2, 2, 12, 11, 10)
+    net.train()  # the fold uses the running statistics whatever the flag; the net is left as it was
+    folded = net.folded()
+    assert net.training
+    with torch.no_grad():
+        expected = net.eval()(x)
+        got = folded(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(folded.probability(x), torch.softmax(expected, dim=1)[:, 1], atol=1e-6)
+    assert folded.halo_vox == net.halo_vox
 
 
 @pytest.mark.parametrize("n_blocks", [1, 2])
@@ -203,7 +222,7 @@ def test_tiled_prediction_equals_untiled():
     rng = np.random.default_rng(1)
     x = ndimage.gaussian_filter(rng.standard_normal((2, 40, 40, 40)), (0, 1, 1, 1)).astype(np.float32)
     whole = predict_grid(x, net, tile_vox=None)
-    for tile, batch in ((24, 1), (12, 3)):
+    for tile, batch in ((24, 1), (16, 3)):  # 16: ten windows per axis, of two lengths
         tiled = predict_grid(x, net, tile_vox=tile, batch_size=batch)
         assert np.abs(tiled - whole).max() < 1e-5
     # on a map in its own frame: probability comes back on the input grid
@@ -211,10 +230,35 @@ def test_tiled_prediction_equals_untiled():
     centres = origin + rng.uniform(5, 40, (30, 3))
     m = DensityMap(gaussian_blobs((36, 38, 40), voxel, origin, centres, np.ones(30), 1.5), voxel, origin)
     p_whole = predict_probability(m, net, tile_vox=None, device="cpu")
-    p_tiled = predict_probability(m, net, tile_vox=12, device="cpu", batch_size=2)
+    p_tiled = predict_probability(m, net, tile_vox=16, device="cpu", batch_size=2)
     assert p_whole.same_grid(m) and p_tiled.same_grid(m)
     assert np.abs(p_whole.data - p_tiled.data).max() < 1e-5
     assert 0.0 <= p_whole.data.min() and p_whole.data.max() <= 1.0
+
+
+@pytest.mark.parametrize("n, window, halo", [(200, 128, 22), (200, 96, 22), (45, 45, 22), (97, 50, 3), (7, 9, 4)])
+def test_tile_windows_cover_the_axis_with_the_fewest_windows(n, window, halo):
+    wins = _axis_windows(n, window, halo)
+    cores = [(lo, hi) for _, _, lo, hi in wins]
+    assert cores[0][0] == 0 and cores[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # cores tile the axis
+    for start, stop, lo, hi in wins:
+        assert stop - start <= window and lo < hi
+        # each core sees `halo` voxels of context on every side that is not the map's face
+        assert start == max(lo - halo, 0) and stop == min(hi + halo, n)
+    # fewest windows: with one fewer, the end windows keep at most window - halo voxels each and
+    # the inner ones window - 2 halo, which cannot cover the axis
+    k = len(wins)
+    assert k == 1 or (k == 2 and n > window) or n > 2 * (window - halo) + (k - 3) * (window - 2 * halo)
+    lengths = [stop - start for start, stop, _, _ in wins]
+    assert max(lengths) - min(lengths) <= 1
+    if n == 200 and window == 128:
+        assert [(w[0], w[1]) for w in wins] == [(0, 122), (78, 200)]
+
+
+def test_tile_window_must_exceed_twice_the_halo():
+    with pytest.raises(ValueError, match="twice the network's halo"):
+        _axis_windows(100, 44, 22)
 
 
 # -- peaks --------------------------------------------------------------------------------------

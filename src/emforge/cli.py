@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 import emforge
+from emforge.cnn import TILE_VOX
 from emforge.errors import InputError, require_positive
 
 log = logging.getLogger("emforge")
@@ -675,7 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--prob-map", required=True, help="C-alpha probability map (.mrc) on the input grid")
     q.add_argument("--threshold", type=float, default=0.9, help="peak probability threshold [0.9, paper 003]")
     q.add_argument("--exclusion", type=_positive, default=3.3, help="minimum peak distance in Å [3.3, paper 003]")
-    q.add_argument("--tile", type=_count, default=64, help="tile edge in 1.5 Å voxels (memory) [64]")
+    q.add_argument("--tile", type=_count, default=TILE_VOX,
+                   help=f"longest tile edge in 1.5 Å voxels, halos included (bounds memory) [{TILE_VOX}]")
     q.add_argument("--batch-size", type=_count, default=1, help="tiles per forward pass [1]")
     q.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda [auto]")
     q.set_defaults(func=cmd_cnn_predict)

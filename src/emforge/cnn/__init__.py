@@ -12,3 +12,7 @@ Modules, one job each:
 
 Only :mod:`torch` users import the submodules; ``import emforge.cnn`` itself is light.
 """
+
+#: Default longest inference tile edge in 1.5 Å voxels, halos included (:mod:`~emforge.cnn.infer`);
+#: benchmarks/results/cnn.md times the choices on a 200^3 map.
+TILE_VOX = 128

@@ -8,14 +8,15 @@ Tiling
 ------
 The evaluated network (:class:`~emforge.cnn.network.CAlphaNet` in eval mode) is a local
 operator: an output voxel depends on the input within ``halo = ceil(RF / 2)`` voxels (RF its
-receptive field). Every tile is a window of ``tile_vox + 2 halo`` voxels per axis (clipped to
-the map when the map is smaller); the voxels of a window at least ``halo`` from each of its
-faces that lies inside the map, and all voxels up to a face that is the map's own face, see
-exactly the input the untiled network sees, zero padding included, and are the ones kept.
-Windows step by ``tile_vox``, the last one is flush with the map's far face, so the kept parts
-cover the map and a tiled prediction equals the untiled one to float rounding. Memory is bounded
-by one batch of windows: about ``batch_size * channels * (tile_vox + 2 halo)^3 * 4`` bytes per
-activation (32 channels, tile 64, halo 22: 160 MB).
+receptive field). Along each axis the map is split into cores, each predicted in a window that
+adds ``halo`` voxels on every side that is not the map's own face, with the fewest windows ``k``
+no longer than ``tile_vox`` voxels (all of nearly one length). Each window is predicted on its own and only its core is
+kept: the core's voxels see exactly the input the untiled network sees, zero padding included,
+so a tiled prediction equals the untiled one to float rounding. Along an axis of ``n`` voxels the
+network evaluates ``n + 2 halo (k - 1)`` voxels, the least any exact tiling with ``k`` windows
+can, whereas fixed-size tiles stepping by their core waste up to a whole window at the far face.
+Memory is bounded by one batch of windows: about ``batch_size * channels * tile_vox^3 * 4``
+bytes per activation (32 channels, ``tile_vox`` 128: 270 MB).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emforge.cnn import TILE_VOX
 from emforge.cnn.features import VOXEL_SIZE_A, input_channels, regrid, resample
 from emforge.cnn.network import CAlphaNet
 from emforge.maps import DensityMap
@@ -41,17 +43,39 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _axis_windows(n: int, core: int | None, halo: int) -> list[tuple[int, int, int]]:
-    """Windows along one axis of ``n`` voxels: (start, keep_lo, keep_hi), absolute indices, window
-    length ``min(core + 2 halo, n)``."""
-    if core is None or n <= core + 2 * halo:
-        return [(0, 0, n)]
-    w = core + 2 * halo
-    starts = list(range(0, n - w, core)) + [n - w]
-    return [(s, s + halo if s > 0 else 0, s + w - halo if s + w < n else n) for s in starts]
+def device_label(device: torch.device) -> str:
+    """Where torch runs, for logs and model cards: ``"cuda, <GPU name>"`` or ``"cpu, N threads"``."""
+    if device.type == "cuda":
+        return f"cuda, {torch.cuda.get_device_name(device)}"
+    return f"{device.type}, {torch.get_num_threads()} threads"
 
 
-def predict_grid(channels: np.ndarray, model: CAlphaNet, *, tile_vox: int | None = 64,
+def _axis_windows(n: int, window: int | None, halo: int) -> list[tuple[int, int, int, int]]:
+    """Windows along one axis of ``n`` voxels (module docstring), each as absolute indices
+    ``(start, stop, keep_lo, keep_hi)``: the window is [start, stop), its core [keep_lo, keep_hi).
+
+    An end window keeps up to ``window - halo`` voxels, an inner one ``window - 2 halo``, which
+    fixes the fewest windows ``k``; their ``n + 2 halo (k - 1)`` voxels are then shared out as
+    evenly as possible, so the windows have (nearly) one length and batch together.
+    """
+    if window is None or n <= window:
+        return [(0, n, 0, n)]
+    if window <= 2 * halo:
+        raise ValueError(f"tile_vox {window} must exceed twice the network's halo ({2 * halo} voxels)")
+    k = 2 + max(0, -(-(n - 2 * (window - halo)) // (window - 2 * halo)))
+    total = n + 2 * halo * (k - 1)
+    lengths = np.diff(np.round(np.linspace(0, total, k + 1)).astype(np.int64))
+    wins, lo = [], 0
+    for i, length in enumerate(lengths):
+        start = max(lo - halo, 0)
+        stop = start + int(length)
+        hi = stop - halo if i < k - 1 else n
+        wins.append((start, stop, lo, hi))
+        lo = hi
+    return wins
+
+
+def predict_grid(channels: np.ndarray, model: CAlphaNet, *, tile_vox: int | None = TILE_VOX,
                  device: str | torch.device = "auto", batch_size: int = 1) -> np.ndarray:
     """C-alpha probability on the working grid from input channels, tile by tile.
 
@@ -60,13 +84,14 @@ def predict_grid(channels: np.ndarray, model: CAlphaNet, *, tile_vox: int | None
     channels : (C, D, H, W) float32
         From :func:`emforge.cnn.features.input_channels`.
     model : CAlphaNet
-        Evaluated in eval mode (moved to ``device``; its training flag is restored afterwards).
+        Evaluated as in eval mode, through its folded twin (:meth:`CAlphaNet.folded`) on
+        ``device``; ``model`` itself is left as it is.
     tile_vox : int or None
-        Edge (voxels) of the block each tile contributes; the tile's input adds
-        ``model.halo_vox`` on each side. None: the whole map in one pass.
+        Longest window edge in voxels, halos included (bounds memory; module docstring); must
+        exceed ``2 * model.halo_vox``. None: the whole map in one pass.
     device : "auto", "cpu", "cuda", ...
     batch_size : int
-        Tiles per forward pass (all tiles of a map have one shape).
+        Windows per forward pass (windows of one shape are batched together).
 
     Returns
     -------
@@ -77,35 +102,33 @@ def predict_grid(channels: np.ndarray, model: CAlphaNet, *, tile_vox: int | None
     if tile_vox is not None and int(tile_vox) < 1:
         raise ValueError(f"tile_vox must be >= 1 or None, got {tile_vox}")
     dev = resolve_device(device)
-    halo = model.halo_vox
-    core = None if tile_vox is None else int(tile_vox)
+    window = None if tile_vox is None else int(tile_vox)
     shape = channels.shape[1:]
-    windows = [_axis_windows(int(n), core, halo) for n in shape]
-    length = [int(n) if core is None else min(core + 2 * halo, int(n)) for n in shape]
-    tiles = list(itertools.product(*windows))
+    windows = [_axis_windows(int(n), window, model.halo_vox) for n in shape]
+    by_shape: dict[tuple[int, ...], list] = {}
+    for t in itertools.product(*windows):
+        by_shape.setdefault(tuple(w[1] - w[0] for w in t), []).append(t)
     step = max(int(batch_size), 1)
     out = np.zeros(shape, np.float32)
     x_all = torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32))
-    was_training = model.training
-    model.to(dev).eval()
-    try:
-        with torch.inference_mode():
+    net = model.folded().to(dev)
+    with torch.inference_mode():
+        for tiles in by_shape.values():
             for b0 in range(0, len(tiles), step):
                 batch = tiles[b0:b0 + step]
-                x = torch.stack([x_all[(slice(None),) + tuple(slice(w[0], w[0] + n) for w, n in zip(t, length))]
+                x = torch.stack([x_all[(slice(None),) + tuple(slice(w[0], w[1]) for w in t)]
                                  for t in batch]).to(dev)
-                p = model.probability(x).cpu().numpy()
+                p = net.probability(x).cpu().numpy()
                 for t, pt in zip(batch, p):
-                    keep_out = tuple(slice(w[1], w[2]) for w in t)
-                    keep_in = tuple(slice(w[1] - w[0], w[2] - w[0]) for w in t)
+                    keep_out = tuple(slice(w[2], w[3]) for w in t)
+                    keep_in = tuple(slice(w[2] - w[0], w[3] - w[0]) for w in t)
                     out[keep_out] = pt[keep_in]
-    finally:
-        model.train(was_training)
-    log.debug("predicted %d tiles of %s voxels on grid %s", len(tiles), length, shape)
+    log.debug("predicted %s windows (per axis) of at most %s voxels on grid %s",
+              [len(w) for w in windows], window, shape)
     return out
 
 
-def predict_probability(density: DensityMap, model: CAlphaNet, *, tile_vox: int | None = 64,
+def predict_probability(density: DensityMap, model: CAlphaNet, *, tile_vox: int | None = TILE_VOX,
                         device: str | torch.device = "auto", batch_size: int = 1) -> DensityMap:
     """C-alpha probability map of ``density`` on the input map's own grid.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from emforge.cnn import TILE_VOX
 from emforge.cnn.infer import predict_probability, resolve_device
 from emforge.cnn.network import CAlphaNet
 from emforge.cnn.peaks import EXCLUSION_A, THRESHOLD, Peaks, peaks_to_model, pick_peaks
@@ -46,7 +47,7 @@ class CAlphaPrediction:
 
 
 def predict_calpha(density: DensityMap, net: CAlphaNet, *, n_residues: int | None = None,
-                   threshold: float = THRESHOLD, exclusion_A: float = EXCLUSION_A, tile_vox: int | None = 64,
+                   threshold: float = THRESHOLD, exclusion_A: float = EXCLUSION_A, tile_vox: int | None = TILE_VOX,
                    device: str = "auto", batch_size: int = 1) -> CAlphaPrediction:
     """Predict the C-alpha probability of ``density`` and pick its peaks (paper 003).
 

@@ -17,12 +17,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from emforge.atomic import atomic_path, write_text_atomic
 from emforge.cnn.card import model_card
 from emforge.cnn.data import DEFAULT_MANIFEST, chain_table, load_chains
-from emforge.cnn.infer import resolve_device
+from emforge.cnn.infer import device_label, resolve_device
 from emforge.cnn.train import load_weights, save_weights, sidecar_path, train
 from emforge.errors import InputError
 
@@ -30,12 +28,6 @@ log = logging.getLogger(__name__)
 
 RELEASE_FILES = {"weights": "calpha_net.pt", "sidecar": "calpha_net.json", "log_table": "train_log.tsv",
                  "plot": "train_curve.png", "card": "MODEL_CARD.md"}
-
-
-def _device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"CUDA ({torch.cuda.get_device_name(device)})"
-    return f"CPU ({torch.get_num_threads()} torch threads)"
 
 
 def train_release(out_dir: str | os.PathLike, *, checkpoint_dir: str | os.PathLike, epochs: int,
@@ -88,7 +80,7 @@ def train_release(out_dir: str | os.PathLike, *, checkpoint_dir: str | os.PathLi
         Path(tmp).write_bytes(png or b"")
     data = {"manifest": str(manifest), "n_train_chains": len(train_models), "n_validation_chains": len(val_models)}
     write_text_atomic(paths["card"], model_card(paths["weights"], result.log, command=command, data=data,
-                                                device=_device_label(resolve_device(device)),
+                                                device=device_label(resolve_device(device)),
                                                 settings_note=settings_note))
     log.info("released weights of epoch %s to %s", result.best_epoch, out)
     return paths

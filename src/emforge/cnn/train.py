@@ -43,9 +43,10 @@ import numpy as np
 import torch
 
 from emforge.atomic import atomic_path, write_text_atomic
+from emforge.cnn import TILE_VOX
 from emforge.cnn.data import LABEL_RADIUS_A, make_example, simulate_noisy_map
 from emforge.cnn.features import VOXEL_SIZE_A
-from emforge.cnn.infer import predict_probability, resolve_device
+from emforge.cnn.infer import device_label, predict_probability, resolve_device
 from emforge.cnn.network import CHANNEL_NAMES, CAlphaNet, count_parameters
 from emforge.cnn.peaks import pick_peaks
 from emforge.compare import crscore
@@ -245,7 +246,7 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
           resolution_range_A=(1.0, 15.0), crop_vox: int = 48, seed: int = 0,
           checkpoint_dir: str | os.PathLike, device: str | torch.device = "auto",
           log_path: str | os.PathLike | None = None, network: dict | None = None, resume: bool = True,
-          val_crops: int = 8, val_maps_per_band: int = 2, val_bands_A=VAL_BANDS_A, tile_vox: int = 64,
+          val_crops: int = 8, val_maps_per_band: int = 2, val_bands_A=VAL_BANDS_A, tile_vox: int = TILE_VOX,
           keep_checkpoints: int = 2,
           progress: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train a :class:`CAlphaNet` on simulated maps of ``train_models`` (module docstring).
@@ -315,8 +316,7 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32, device=dev))
     bands = [tuple(float(v) for v in b) for b in val_bands_A]
     columns = ["epoch", "train_loss", "val_loss"] + [_band_column(b) for b in bands] + ["wall_s", "device"]
-    where = (f"cuda, {torch.cuda.get_device_name(dev)}" if dev.type == "cuda"
-             else f"{dev.type}, {torch.get_num_threads()} threads")
+    where = device_label(dev)
     rows: list[dict] = []
     start_epoch = 1
     best = {"score": -math.inf, "epoch": None}
