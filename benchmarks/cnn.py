@@ -15,7 +15,7 @@ L is the number of C-alphas of the chain. Metrics: CRscore (Eq. 1, d0 of the cha
 of native C-alphas with a predicted one within 3 Å, the RMSD of those pairs, peaks picked, seconds.
 
 Speed: the probability and peaks of a 200^3-voxel map on the network's 1.5 Å grid (a 300 Å box) on
-the CPU, whole-map and at three tile sizes, each in a fresh process with its peak memory (target:
+the CPU, whole-map and at two tile sizes, each in a fresh process with its peak memory (target:
 < 2 min on 2 cores).
 
 Run: ``.venv/bin/python benchmarks/cnn.py [--chains 24] [--seed 0] [--parts accuracy,speed]``; writes
@@ -49,7 +49,7 @@ EXPERIMENTAL = (  # (name, map, deposited model, published resolution Å)
 CROP_MARGIN_A = 6.0
 TARGETS = {(2.0, 5.0): 0.95, (5.0, 10.0): 0.85}
 SPEED_EDGE_VOX = 200
-SPEED_TILES = (96, 128, 160, None)
+SPEED_TILES = (96, 128, None)
 
 
 def score(xyz: np.ndarray, native: np.ndarray) -> dict:
@@ -126,7 +126,8 @@ def speed(weights: str) -> list[str]:
              f"({SPEED_EDGE_VOX * VOXEL_SIZE_A:.0f} Å box at 1.5 Å) on the CPU", "",
              "Each tiling runs in a fresh process (peak RSS is that process's maximum resident memory). "
              "`tile_vox` is the longest window edge, halos included; *evaluated / map* is the voxels the network "
-             f"computes over the map's voxels (halo overhead). Default `tile_vox`: {TILE_VOX}.", "",
+             f"computes over the map's voxels (halo overhead). Default `tile_vox`: {TILE_VOX}, so a map of at most "
+             f"{TILE_VOX} voxels per edge, this one included, runs as the whole-map row.", "",
              "| tile_vox | windows | evaluated / map | input channels s | network s | peaks s | total s | "
              "peak RSS GB | torch threads |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ctx = multiprocessing.get_context("spawn")
