@@ -485,6 +485,7 @@ def test_train_cnn_rule_releases_weights_and_resumes(tmp_path, crambin):
         (work / "test_config.yaml").write_text(
             "datasets: test_datasets.tsv\ntrain_cnn:\n  manifest: chains/MANIFEST.tsv\n  output_dir: release\n"
             f"  checkpoint_dir: training/checkpoints\n  epochs: {epochs}\n  steps_per_epoch: 1\n  crop_vox: 16\n"
+            "  channels: 4\n  n_blocks: 1\n"
             "  val_maps_per_band: 1\n  device: cpu\n", encoding="utf-8")
 
     config(1)
@@ -492,7 +493,7 @@ def test_train_cnn_rule_releases_weights_and_resumes(tmp_path, crambin):
     assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     release = work / "release"
     net = load_weights(release / "calpha_net.pt")  # checksum verified on load
-    assert (net.channels, net.n_blocks) == (32, 10)  # the paper's size
+    assert (net.channels, net.n_blocks) == (4, 1)  # the config's network size reaches the training
     card = (release / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert load_json(release / "calpha_net.json")["sha256"] in card
     assert "`snakemake --cores 2 train_cnn`" in card and "epochs: 1, steps_per_epoch: 1" in card

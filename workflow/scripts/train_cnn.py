@@ -20,5 +20,6 @@ with rule_log(smk.log[0], "train_cnn", smk.threads) as log:
     train_release(out_dir, checkpoint_dir=smk.params.checkpoint_dir, epochs=settings["epochs"], command=command,
                   manifest=smk.input.manifest, steps_per_epoch=settings["steps_per_epoch"],
                   batch_size=settings["batch_size"], crop_vox=settings["crop_vox"], seed=settings["seed"],
+                  network={"channels": settings["channels"], "n_blocks": settings["n_blocks"]},
                   val_maps_per_band=settings["val_maps_per_band"], device=settings["device"],
                   settings_note=note, progress=progress)

@@ -44,6 +44,10 @@ def _devices(log_table: pd.DataFrame) -> str:
                      for d in dict.fromkeys(seen))
 
 
+#: Feature channels of paper 003's network; the card explains a release of another width.
+PAPER_CHANNELS = 32
+
+
 def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: str, data: Mapping,
                device: str, settings_note: str | None = None) -> str:
     """Markdown model card of ``weights`` (a .pt with its sidecar) trained as logged in ``log_table``.
@@ -99,6 +103,10 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
         "## Network", "",
         f"- `CAlphaNet({', '.join(f'{k}={v}' for k, v in sorted(arch.items()))})`, "
         f"{record.get('n_parameters', 'n/a')} parameters",
+        *([] if arch.get("channels") == PAPER_CHANNELS else [
+            f"- {arch.get('channels')} feature channels where paper 003 has {PAPER_CHANNELS}: at equal CPU "
+            "training time the narrower network validates at least as well and trains and predicts about 3x "
+            "faster (`benchmarks/results/cnn_width.md`)"]),
         f"- input: the map resampled to {record.get('voxel_size_A', 'n/a')} Å voxels; channels "
         f"{', '.join(record.get('input_channels', []))}", "",
         "## Validation CRscore (paper 003, Eq. 1)", "",
