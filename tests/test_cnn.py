@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 
 import numpy as np
@@ -359,13 +360,14 @@ def test_save_load_weights_and_checksum(tmp_path):
 def test_train_writes_checkpoints_log_and_resumes_exactly(tmp_path, crambin):
     kw = dict(steps_per_epoch=2, batch_size=2, crop_vox=16, seed=3, network={"channels": 4, "n_blocks": 1},
               val_crops=1, val_maps_per_band=1, tile_vox=16, device="cpu")
+    threads = torch.get_num_threads()  # before numba's first parallel call, which may reset OpenMP's count
     straight = train([crambin], [crambin], epochs=2, checkpoint_dir=tmp_path / "a",
                      log_path=tmp_path / "a" / "log.tsv", **kw)
     assert [e for e, _ in checkpoint_paths(tmp_path / "a")] == [1, 2]
     log = (tmp_path / "a" / "log.tsv").read_text().splitlines()
     assert log[0].split("\t") == ["epoch", "train_loss", "val_loss", "crscore_2_5A", "crscore_5_10A",
-                                  "crscore_10_15A", "wall_s", "device"]
-    assert set(straight.log["device"]) == {f"cpu, {torch.get_num_threads()} threads"}
+                                  "crscore_10_15A", "val_maps_per_band", "wall_s", "device"]
+    assert set(straight.log["device"]) == {f"cpu, {threads} threads"}
     assert len(log) == 3
     assert straight.log["val_loss"].notna().all() and straight.log["crscore_5_10A"].between(0, 1).all()
     assert straight.best_weights is not None and load_weights(straight.best_weights).n_blocks == 1
@@ -378,6 +380,29 @@ def test_train_writes_checkpoints_log_and_resumes_exactly(tmp_path, crambin):
     assert len((tmp_path / "b" / "log.tsv").read_text().splitlines()) == 3
     with pytest.raises(InputError, match="checkpoints"):
         train([crambin], [], epochs=3, checkpoint_dir=tmp_path / "b", resume=False, **kw)
+
+
+def test_resuming_with_a_larger_validation_set_rescores_the_best_epoch(tmp_path, crambin, caplog):
+    kw = dict(steps_per_epoch=1, batch_size=1, crop_vox=16, seed=5, network={"channels": 4, "n_blocks": 1},
+              val_crops=1, tile_vox=16, device="cpu", checkpoint_dir=tmp_path, val_bands_A=((3.0, 5.0),))
+    first = train([crambin], [crambin], epochs=1, val_maps_per_band=1, **kw)
+    best = tmp_path / "best_calpha_net.pt"
+    state_before = load_weights(best).state_dict()
+    with caplog.at_level(logging.INFO, logger="emforge.cnn.train"):
+        second = train([crambin], [crambin], epochs=1, val_maps_per_band=3, **kw)  # nothing left to train
+    assert "rescored" not in caplog.text  # no epoch to compare with: nothing scored again
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="emforge.cnn.train"):
+        third = train([crambin], [crambin], epochs=2, val_maps_per_band=3, **kw)
+    assert "validation set changed: best epoch 1 rescored" in caplog.text
+    meta = json.loads(sidecar_path(best).read_text())["metadata"]
+    assert meta["settings"]["validation"]["maps_per_band"] == 3
+    # the rescored best is the epoch-1 network scored on the 3-map set, the score epoch 2 had to beat
+    if meta["epoch"] == 1:
+        for name, value in state_before.items():
+            assert torch.equal(load_weights(best).state_dict()[name], value), name
+    assert list(third.log["val_maps_per_band"]) == [1, 3]
+    assert len(first.log) == len(second.log) == 1
 
 
 # -- command line -------------------------------------------------------------------------------

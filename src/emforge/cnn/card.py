@@ -117,6 +117,11 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
     for row in chosen.to_dict("records"):
         lines.append(f"| {row['epoch']} (shipped) | " + " | ".join(_fmt(row[b]) for b in bands)
                      + f" | {_fmt(row['val_loss'], 4)} |")
+    rescored = meta.get("rescored_val_crscores")
+    if rescored:
+        n_maps = settings.get("validation", {}).get("maps_per_band", "n/a")
+        lines.append(f"| {epoch} rescored on the {n_maps}-map set | "
+                     + " | ".join(_fmt(rescored.get(b, math.nan)) for b in bands) + " | |")
     lines += [
         "", "The benchmark `benchmarks/cnn.py` (results in `benchmarks/results/cnn.md`) measures the shipped",
         "network on more validation chains and on experimental maps.", "",
@@ -125,11 +130,14 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
         "experimental maps in training; the benchmark reports its experimental-map scores separately.",
         "- Protein only; nucleic acids and ligands are background to it.", "",
         "## Per-epoch log", "",
-        "| epoch | train loss | validation loss | " + " | ".join(band_label(b) for b in bands) + " | wall s |",
-        "|---:|---:|---:|" + "---:|" * (len(bands) + 1),
+        "| epoch | train loss | validation loss | " + " | ".join(band_label(b) for b in bands)
+        + " | validation maps per band | wall s |",
+        "|---:|---:|---:|" + "---:|" * (len(bands) + 2),
     ]
     for row in log_table.to_dict("records"):
+        maps = row.get("val_maps_per_band", math.nan)
         lines.append(f"| {row['epoch']} | {_fmt(row['train_loss'], 4)} | {_fmt(row['val_loss'], 4)} | "
-                     + " | ".join(_fmt(row[b]) for b in bands) + f" | {row['wall_s']:.0f} |")
+                     + " | ".join(_fmt(row[b]) for b in bands)
+                     + f" | {'n/a' if pd.isna(maps) else int(maps)} | {row['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 

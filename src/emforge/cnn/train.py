@@ -19,6 +19,10 @@ checkpoint therefore continues exactly as the uninterrupted run would have (on t
 A checkpoint (``checkpoint_dir/checkpoint_epochNNNN.pt``, written atomically after every epoch,
 the last ``keep_checkpoints`` kept) holds the model, optimiser and gradient-scaler states, the
 torch RNG states, the epoch, the run settings, the best validation score and the log rows.
+The validation set may grow between runs (``val_maps_per_band``, ``val_crops``): on resuming with
+another validation set, the best weights so far are scored again on the new one before training
+continues, so model selection always compares epochs on the same maps (the log's
+``val_maps_per_band`` column says which set scored each epoch).
 Mixed precision (float16 autocast with gradient scaling) is used on CUDA only.
 
 Weight files (:func:`save_weights`, :func:`load_weights`): ``NAME.pt`` is a plain state dict;
@@ -272,7 +276,7 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
     device : "auto" (CUDA when available), "cpu", "cuda", ...
     log_path : path, optional
         Per-epoch TSV: ``epoch, train_loss, val_loss, crscore_2_5A, crscore_5_10A,
-        crscore_10_15A, wall_s, device`` (wall time of the epoch in s; where it ran, e.g. "cpu, 2
+        crscore_10_15A, val_maps_per_band, wall_s, device`` (wall time of the epoch in s; where it ran, e.g. "cpu, 2
         threads"), rewritten atomically each epoch.
     network : dict, optional
         :class:`CAlphaNet` arguments (default: the paper's size, 2 input channels).
@@ -305,6 +309,8 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
         "architecture": arch, "seed": int(seed), "lr": float(lr), "class_weights": [float(w) for w in class_weights],
         "resolution_range_A": [lo, hi], "crop_vox": int(crop_vox), "batch_size": int(batch_size),
         "steps_per_epoch": int(steps_per_epoch), "voxel_size_A": VOXEL_SIZE_A, "label_radius_A": LABEL_RADIUS_A,
+        "validation": {"crops": int(val_crops), "maps_per_band": int(val_maps_per_band),
+                       "bands_A": [[float(v) for v in b] for b in val_bands_A]},
     }
     ckdir = Path(checkpoint_dir)
     ckdir.mkdir(parents=True, exist_ok=True)
@@ -315,12 +321,15 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32, device=dev))
     bands = [tuple(float(v) for v in b) for b in val_bands_A]
-    columns = ["epoch", "train_loss", "val_loss"] + [_band_column(b) for b in bands] + ["wall_s", "device"]
+    columns = (["epoch", "train_loss", "val_loss"] + [_band_column(b) for b in bands]
+               + ["val_maps_per_band", "wall_s", "device"])
     where = device_label(dev)
     rows: list[dict] = []
     start_epoch = 1
     best = {"score": -math.inf, "epoch": None}
 
+    best_path = ckdir / "best_calpha_net.pt"
+    rescore = False
     existing = checkpoint_paths(ckdir)
     if existing and not resume:
         raise InputError("folder already holds training checkpoints (resume, or use a new folder)", ckdir)
@@ -342,12 +351,25 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
         rows = [dict(r) for r in ck["log"]]
         best = dict(ck["best"])
         start_epoch = int(ck["epoch"]) + 1
+        rescore = ck["settings"].get("validation") != settings["validation"] and best_path.is_file()
         log.info("resumed from %s (epoch %d)", path, epoch0)
 
     crops, maps = ([], {})
     if val_models and start_epoch <= epochs:
         crops, maps = _validation_set(list(val_models), seed, val_crops, bands, val_maps_per_band, crop_vox,
                                       arch["in_channels"], (lo, hi))
+        if rescore:
+            # the best epoch so far was scored on another validation set: score it again on this
+            # one, so that later epochs are compared with it like for like
+            record = json.loads(sidecar_path(best_path).read_text(encoding="utf-8"))
+            row = _validate(load_weights(best_path, map_location=dev).to(dev), loss_fn, crops, maps, dev, tile_vox)
+            old = best["score"]
+            best["score"] = float(np.nanmean([row[_band_column(b)] for b in bands]))
+            meta = dict(record.get("metadata", {}), mean_val_crscore=best["score"], settings=settings,
+                        rescored_val_crscores={k: v for k, v in row.items() if k.startswith("crscore")})
+            save_weights(load_weights(best_path), best_path, metadata=meta)
+            log.info("validation set changed: best epoch %s rescored, mean CRscore %.4f -> %.4f",
+                     best["epoch"], old, best["score"])
     models = list(train_models)
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.perf_counter()
@@ -368,13 +390,14 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
         row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
         row.update(_validate(model, loss_fn, crops, maps, dev, tile_vox) if val_models
                    else {"val_loss": math.nan, **{_band_column(b): math.nan for b in bands}})
+        row["val_maps_per_band"] = int(val_maps_per_band) if val_models else 0
         row["wall_s"] = time.perf_counter() - t0
         row["device"] = where
         rows.append(row)
         score = np.nanmean([row[_band_column(b)] for b in bands]) if bands and val_models else math.nan
         if np.isfinite(score) and score > best["score"]:
             best = {"score": float(score), "epoch": epoch}
-            save_weights(model, ckdir / "best_calpha_net.pt",
+            save_weights(model, best_path,
                          metadata={"epoch": epoch, "mean_val_crscore": float(score), "settings": settings})
         state = {
             "epoch": epoch, "model": model.state_dict(), "optimiser": optimiser.state_dict(),
@@ -392,6 +415,5 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
             progress(epoch, row)
 
     table = _write_log(log_path, rows, columns)
-    best_path = ckdir / "best_calpha_net.pt"
     return TrainResult(model.cpu().eval(), table, best_path if best["epoch"] is not None and best_path.is_file()
                        else None, best["epoch"])
