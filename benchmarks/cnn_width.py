@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     lines = [
         "# C-alpha network width at equal training time (2 CPU cores)", "",
         f"- command: `.venv/bin/python benchmarks/cnn_width.py {' '.join(sys.argv[1:])}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {machine()}",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; machine: {machine()}",
         f"- emforge commit: {git_commit(['src/emforge/cnn'], ' (with uncommitted changes in src/emforge/cnn)')}",
         f"- versions: {versions(['emforge', 'torch', 'numpy'])}",
         "- validation: the training runs' own per-epoch validation (whole held-out chains of the clust40 "
