@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import sys
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
         f"- emforge commit: {git_commit(['src/emforge/cnn'], ' (with uncommitted changes in src/emforge/cnn)')}",
         f"- versions: {versions(['emforge', 'torch', 'numpy'])}",
         "- validation: the training runs' own per-epoch validation (whole held-out chains of the clust40 "
-        "validation split, 2 maps per band, seed 0: the same maps for every run); CRscore of paper 003 Eq. 1",
+        "validation split, seed 0: the same maps for every run at the same number of maps per band); CRscore of "
+        "paper 003 Eq. 1; compare runs only at equal maps per band",
         "", "## Training logs", "",
         "| run | log | channels | parameters | epochs | training s | step s (40^3 crop, this run) |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -108,16 +110,18 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | `{path}` | {channels} | {count_parameters(CAlphaNet(channels=channels))} | "
                      f"{len(log)} | {log['cumulative_s'].iloc[-1]:.0f} | {step_s:.2f} |")
     lines += ["", "## Validation CRscore at equal training time", "",
-              "| budget s | run | epoch | cumulative s | 2-5 Å | 5-10 Å | 10-15 Å | mean |",
-              "|---:|---|---:|---:|---:|---:|---:|---:|"]
+              "| budget s | run | epoch | cumulative s | validation maps per band | 2-5 Å | 5-10 Å | 10-15 Å | mean |",
+              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for budget in budgets:
         for label, _, _, log, _ in runs:
             row = at_budget(log, budget)
             if row is None:
-                lines.append(f"| {budget:.0f} | {label} | - | - | - | - | - | - |")
+                lines.append(f"| {budget:.0f} | {label} | - | - | - | - | - | - | - |")
                 continue
             scores = [row[b] for b in BANDS]
-            lines.append(f"| {budget:.0f} | {label} | {int(row['epoch'])} | {row['cumulative_s']:.0f} | "
+            maps = row.get("val_maps_per_band", math.nan)
+            maps = "n/a" if pd.isna(maps) else int(maps)
+            lines.append(f"| {budget:.0f} | {label} | {int(row['epoch'])} | {row['cumulative_s']:.0f} | {maps} | "
                          + " | ".join(f"{s:.3f}" for s in scores) + f" | {np.mean(scores):.3f} |")
     write_markdown(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
