@@ -26,7 +26,7 @@ from emforge.cnn.infer import _axis_windows, predict_grid, predict_probability
 from emforge.cnn.network import CAlphaNet, count_parameters, receptive_field_vox
 from emforge.cnn.peaks import peaks_to_model, pick_peaks
 from emforge.cnn.sequence import sequence_length
-from emforge.cnn.train import checkpoint_paths, load_weights, save_weights, sidecar_path, train
+from emforge.cnn.train import checkpoint_paths, load_weights, save_weights, sha256_file, sidecar_path, train
 from emforge.errors import InputError
 from emforge.maps import DensityMap, read_map, write_map
 from emforge.models import read_model, write_model
@@ -355,6 +355,15 @@ def test_save_load_weights_and_checksum(tmp_path):
     sidecar_path(path).unlink()
     with pytest.raises(InputError, match="sidecar"):
         load_weights(path)
+
+
+def test_saved_weights_bytes_depend_on_the_weights_only(tmp_path):
+    net = tiny_net(seed=4)
+    a = save_weights(net, tmp_path / "a.pt")
+    (tmp_path / "sub").mkdir()
+    b = save_weights(net, tmp_path / "sub" / "b.pt")
+    assert sha256_file(a) == sha256_file(b)
+    assert sha256_file(save_weights(tiny_net(seed=5), tmp_path / "c.pt")) != sha256_file(a)
 
 
 def test_train_writes_checkpoints_log_and_resumes_exactly(tmp_path, crambin):

@@ -16,5 +16,6 @@ Only :mod:`torch` users import the submodules; ``import emforge.cnn`` itself is 
 #: Default longest inference tile edge in 1.5 Å voxels, halos included (:mod:`~emforge.cnn.infer`).
 #: Peak memory with the shipped 16-channel network is about 240 bytes per window voxel on the CPU
 #: (1.9 GB for one 200^3 window, 0.9 GB for 122^3 ones; twice that with 32 channels), and every
-#: split adds two halos of 22 voxels per axis: 208 runs a 300 Å box in one pass, under 2 GB. benchmarks/results/cnn.md times the choices on a 200^3 map.
+#: split adds two halos of 22 voxels per axis: 208 runs a 300 Å box in one pass, under 2 GB.
+#: benchmarks/results/cnn.md times the choices on a 200^3 map.
 TILE_VOX = 208

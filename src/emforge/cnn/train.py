@@ -33,6 +33,7 @@ the SHA-256 of ``NAME.pt``, which :func:`load_weights` checks.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -82,6 +83,15 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` with bytes that depend on ``obj`` only: saved to a file name, torch names the
+    archive's records after the file (here a random temporary name), so equal weights would get
+    different checksums."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    Path(path).write_bytes(buffer.getvalue())
+
+
 def save_weights(model: CAlphaNet, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Write ``model``'s state dict to ``path`` (.pt) and the JSON sidecar, both atomically.
 
@@ -95,7 +105,7 @@ def save_weights(model: CAlphaNet, path: str | os.PathLike, metadata: dict | Non
         raise InputError("weights file name must end in .pt", path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        _torch_save(state, tmp)
         digest = sha256_file(tmp)
     record = {
         "format": WEIGHTS_FORMAT, "version": WEIGHTS_FORMAT_VERSION, "weights_file": path.name,
@@ -406,7 +416,7 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
                           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
         with atomic_path(ckdir / f"checkpoint_epoch{epoch:04d}.pt") as tmp:
-            torch.save(state, tmp)
+            _torch_save(state, tmp)
         for _, old in checkpoint_paths(ckdir)[:-keep_checkpoints]:
             old.unlink(missing_ok=True)
         _write_log(log_path, rows, columns)
