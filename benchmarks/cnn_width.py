@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
 
     lines = [
         "# C-alpha network width at equal training time (2 CPU cores)", "",
-        f"- command: `.venv/bin/python benchmarks/cnn_width.py {' '.join(sys.argv[1:])}`",
+        f"- command: `.venv/bin/python benchmarks/cnn_width.py {shlex.join(sys.argv[1:])}`",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; machine: {machine()}",
         f"- emforge commit: {git_commit(['src/emforge/cnn'], ' (with uncommitted changes in src/emforge/cnn)')}",
         f"- versions: {versions(['emforge', 'torch', 'numpy'])}",
