@@ -105,8 +105,8 @@ def model_card(weights: str | os.PathLike, log_table: pd.DataFrame, *, command: 
         f"{record.get('n_parameters', 'n/a')} parameters",
         *([] if arch.get("channels") == PAPER_CHANNELS else [
             f"- {arch.get('channels')} feature channels where paper 003 has {PAPER_CHANNELS}: at equal CPU "
-            "training time the narrower network validates at least as well, each training step costing about a "
-            "third (`benchmarks/results/cnn_width.md`)"]),
+            "training time the narrower network validated as well (one comparison, within the noise of the "
+            "validation set), each training step costing about a third (`benchmarks/results/cnn_width.md`)"]),
         f"- input: the map resampled to {record.get('voxel_size_A', 'n/a')} Å voxels; channels "
         f"{', '.join(record.get('input_channels', []))}", "",
         "## Validation CRscore (paper 003, Eq. 1)", "",

@@ -372,12 +372,13 @@ def train(train_models: Sequence[AtomModel], val_models: Sequence[AtomModel], *,
             # the best epoch so far was scored on another validation set: score it again on this
             # one, so that later epochs are compared with it like for like
             record = json.loads(sidecar_path(best_path).read_text(encoding="utf-8"))
-            row = _validate(load_weights(best_path, map_location=dev).to(dev), loss_fn, crops, maps, dev, tile_vox)
+            best_net = load_weights(best_path, map_location=dev).to(dev)
+            row = _validate(best_net, loss_fn, crops, maps, dev, tile_vox)
             old = best["score"]
             best["score"] = float(np.nanmean([row[_band_column(b)] for b in bands]))
             meta = dict(record.get("metadata", {}), mean_val_crscore=best["score"], settings=settings,
                         rescored_val_crscores={k: v for k, v in row.items() if k.startswith("crscore")})
-            save_weights(load_weights(best_path), best_path, metadata=meta)
+            save_weights(best_net, best_path, metadata=meta)
             log.info("validation set changed: best epoch %s rescored, mean CRscore %.4f -> %.4f",
                      best["epoch"], old, best["score"])
     models = list(train_models)
